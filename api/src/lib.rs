@@ -1,0 +1,1 @@
+//! The Istio-compatible config model of sluice.

@@ -1,0 +1,1 @@
+//! sluice-proxy: the data plane.
