@@ -1,1 +1,4 @@
-//! sluice control plane and CLI.
+//! The sluice control plane (admission webhook) and the `sluice` CLI.
+#![forbid(unsafe_code)]
+
+pub mod cli;

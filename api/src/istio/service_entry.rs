@@ -1,0 +1,93 @@
+//! `ServiceEntry`: adds services (and their endpoints) to the registry.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
+
+use super::common::WorkloadSelector;
+
+/// The spec of a ServiceEntry.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServiceEntry {
+    /// Host names of the service.
+    pub hosts: Vec<String>,
+    /// Virtual IPs (or CIDRs) of the service.
+    pub addresses: Vec<String>,
+    /// Ports of the service.
+    pub ports: Vec<ServicePort>,
+    /// Inside or outside the mesh.
+    pub location: Option<Location>,
+    /// How endpoints are found.
+    pub resolution: Option<Resolution>,
+    /// Static endpoints.
+    pub endpoints: Vec<WorkloadEntry>,
+    /// Workloads (by labels) that are the endpoints.
+    pub workload_selector: Option<WorkloadSelector>,
+    /// Namespaces the resource is visible to.
+    pub export_to: Vec<String>,
+    /// Accepted server names.
+    pub subject_alt_names: Vec<String>,
+}
+
+/// A port of a service.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServicePort {
+    /// Port number.
+    pub number: u32,
+    /// Protocol: HTTP, HTTPS, HTTP2, GRPC, TLS, TCP, MONGO...
+    pub protocol: Option<String>,
+    /// Port name.
+    pub name: Option<String>,
+    /// Port on the endpoints, if different.
+    pub target_port: Option<u32>,
+}
+
+/// Whether a service is part of the mesh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Location {
+    /// Outside the mesh.
+    MeshExternal,
+    /// Inside the mesh.
+    MeshInternal,
+}
+
+/// How the endpoints of a ServiceEntry are found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Resolution {
+    /// Forward to the original destination address.
+    None,
+    /// The given endpoint addresses.
+    Static,
+    /// Resolve the endpoint (or host) names with DNS.
+    Dns,
+    /// Resolve with DNS, use one address at a time.
+    DnsRoundRobin,
+}
+
+/// One endpoint of a ServiceEntry.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct WorkloadEntry {
+    /// IP address or DNS name.
+    pub address: String,
+    /// Port name → port number on this endpoint.
+    pub ports: BTreeMap<String, u32>,
+    /// Labels (subsets select on them).
+    pub labels: BTreeMap<String, String>,
+    /// Network of the endpoint.
+    pub network: Option<String>,
+    /// Locality (`region/zone/subzone`).
+    pub locality: Option<String>,
+    /// Load-balancing weight.
+    pub weight: Option<u32>,
+    /// Service account.
+    pub service_account: Option<String>,
+}
