@@ -9,6 +9,7 @@ pub mod host;
 pub mod istio;
 pub mod load;
 pub mod mesh_config;
+pub mod model;
 pub mod resource;
 pub mod validate;
 

@@ -11,6 +11,8 @@ mod mesh_config;
 mod service_entry;
 mod virtual_service;
 
+pub use fields::parse_cidr;
+
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::load::ConfigSet;
 use crate::resource::{Resource, Spec};

@@ -1,0 +1,86 @@
+//! The compiled mesh model: one immutable value per config version, holding
+//! the service registry and the route tables the proxy's request path reads.
+//!
+//! Compiling resolves everything the request path would otherwise look up:
+//! short host names become FQDNs, destinations point at services and subsets
+//! by index, regexes are compiled, weights become a smooth schedule, and
+//! rules that can never apply to this workload are dropped.
+
+pub mod policy;
+pub mod registry;
+pub mod routes;
+pub mod string_match;
+pub mod weighted;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::mesh_config::{MeshConfig, OutboundMode};
+use crate::resource::{Resource, Spec};
+
+pub use registry::{Endpoint, EndpointAddress, Protocol, Registry, Service, ServiceId, ServicePort, Subset};
+pub use routes::{RouteTables, VirtualHost};
+
+/// The workload a model is compiled for: rules with `sourceLabels` or
+/// `sourceNamespace` apply only when they select it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Workload {
+    /// The workload's namespace; short host names resolve against it.
+    pub namespace: String,
+    /// The workload's labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Mesh-wide settings with defaults applied.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MeshSettings {
+    /// What happens to destinations outside the registry.
+    pub outbound: OutboundMode,
+    /// Suffix added to the authority of mirrored requests.
+    pub mirror_authority_suffix: String,
+    /// Wait for a client's first bytes on undeclared ports before treating the connection as TCP.
+    pub protocol_detection_timeout: Duration,
+    /// Connect timeout towards upstreams.
+    pub connect_timeout: Duration,
+}
+
+impl MeshSettings {
+    fn from_config(mc: Option<&MeshConfig>) -> MeshSettings {
+        let mc = mc.cloned().unwrap_or_default();
+        MeshSettings {
+            outbound: mc.outbound_traffic_policy.mode,
+            mirror_authority_suffix: mc.mirror_authority_suffix.unwrap_or_else(|| "-shadow".into()),
+            protocol_detection_timeout: mc.protocol_detection_timeout.map_or(Duration::from_millis(100), |d| d.get()),
+            connect_timeout: mc.connect_timeout.map_or(Duration::from_secs(10), |d| d.get()),
+        }
+    }
+}
+
+/// One compiled config version.
+#[derive(Debug, Serialize)]
+pub struct Model {
+    /// Mesh-wide settings.
+    pub mesh: MeshSettings,
+    /// Services, their ports, endpoints and subsets.
+    pub registry: Registry,
+    /// Routing rules by host.
+    pub routes: RouteTables,
+    /// The workload the model was compiled for.
+    pub workload: Workload,
+}
+
+impl Model {
+    /// Compiles validated resources for a workload. Resources must have passed
+    /// [`crate::validate::validate`] without errors; compiling does not fail.
+    pub fn compile(resources: &[Resource], workload: &Workload) -> Model {
+        let mesh = resources.iter().find_map(|r| match &r.spec {
+            Spec::MeshConfig(mc) => Some(mc),
+            _ => None,
+        });
+        let registry = Registry::build(resources);
+        let routes = RouteTables::build(resources, &registry, workload);
+        Model { mesh: MeshSettings::from_config(mesh), registry, routes, workload: workload.clone() }
+    }
+}

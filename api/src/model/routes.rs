@@ -1,0 +1,265 @@
+//! Route tables: per host, the VirtualService rules compiled for the request path.
+
+mod http_rule;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+pub use http_rule::{
+    Fault, HeaderOps, HttpAction, HttpRule, Mirror, Redirect, RequestInfo, RequestMatch, RetryOn, RetryPolicy, Rewrite,
+};
+
+use super::Workload;
+use super::registry::{Registry, ServiceId};
+use super::weighted::Schedule;
+use crate::host::fqdn;
+use crate::istio::VirtualService;
+use crate::istio::virtual_service::{Destination, L4MatchAttributes, RouteDestination, TlsMatchAttributes};
+use crate::resource::{Resource, Spec};
+use crate::validate::parse_cidr;
+
+/// The routing of one host, from the VirtualService that claims it.
+#[derive(Debug, Serialize)]
+pub struct VirtualHost {
+    /// `namespace/name` of the VirtualService.
+    pub name: String,
+    /// HTTP rules in order.
+    pub http: Vec<HttpRule>,
+    /// TCP rules in order.
+    pub tcp: Vec<L4Rule>,
+    /// TLS rules in order.
+    pub tls: Vec<L4Rule>,
+}
+
+/// The subset a destination names, resolved against the registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum SubsetRef {
+    /// No subset: all endpoints of the service.
+    All,
+    /// Index into the service's subsets.
+    Found(usize),
+    /// A subset no DestinationRule defines; requests get 503 naming it.
+    Missing,
+}
+
+/// A resolved destination.
+#[derive(Clone, Debug, Serialize)]
+pub struct Target {
+    /// The host as configured, fully qualified.
+    pub host: String,
+    /// The service, when the registry has the host.
+    pub service: Option<ServiceId>,
+    /// The subset name as configured.
+    pub subset_name: Option<String>,
+    /// The subset, resolved.
+    pub subset: SubsetRef,
+    /// The service port, when the destination names one.
+    pub port: Option<u16>,
+}
+
+impl Target {
+    /// Resolves a configured destination; short hosts expand against `namespace`.
+    pub fn resolve(d: &Destination, namespace: &str, registry: &Registry) -> Target {
+        let host = fqdn(&d.host, namespace);
+        let service = registry.by_host(&host);
+        let subset = match (&d.subset, service) {
+            (None, _) => SubsetRef::All,
+            (Some(name), Some(id)) => registry.get(id).subset(name).map_or(SubsetRef::Missing, SubsetRef::Found),
+            (Some(_), None) => SubsetRef::Missing,
+        };
+        let port = d.port.and_then(|p| u16::try_from(p.number).ok());
+        Target { host, service, subset_name: d.subset.clone(), subset, port }
+    }
+
+    /// `host` or `host/subset`, for logs and errors.
+    pub fn label(&self) -> String {
+        match &self.subset_name {
+            Some(s) => format!("{}/{s}", self.host),
+            None => self.host.clone(),
+        }
+    }
+}
+
+/// Weighted destinations with their pick schedule.
+#[derive(Debug, Serialize)]
+pub struct WeightedTargets {
+    /// The destinations, each with per-destination header changes.
+    pub targets: Vec<(Target, u32, HeaderOps)>,
+    schedule: Option<Schedule>,
+}
+
+impl WeightedTargets {
+    fn new(targets: Vec<(Target, u32, HeaderOps)>) -> WeightedTargets {
+        let weights: Vec<u32> = targets.iter().map(|(_, w, _)| *w).collect();
+        WeightedTargets { schedule: Schedule::new(&weights), targets }
+    }
+
+    /// Picks the next destination by weight; `None` when all weights are zero.
+    pub fn pick(&self) -> Option<&(Target, u32, HeaderOps)> {
+        self.schedule.as_ref().map(|s| &self.targets[s.pick()])
+    }
+}
+
+/// Weights as Istio reads them: a lone destination gets 100.
+fn weights<T>(routes: &[T], weight: impl Fn(&T) -> Option<i32>) -> Vec<u32> {
+    if routes.len() == 1 {
+        return vec![weight(&routes[0]).filter(|w| *w > 0).map_or(100, |w| w as u32)];
+    }
+    routes.iter().map(|r| weight(r).unwrap_or(0).max(0) as u32).collect()
+}
+
+/// A TCP or TLS rule.
+#[derive(Debug, Serialize)]
+pub struct L4Rule {
+    /// Match blocks (OR); empty matches all.
+    pub matches: Vec<L4Match>,
+    /// Where matching connections go.
+    pub route: WeightedTargets,
+}
+
+/// Conditions on a connection.
+#[derive(Debug, Default, Serialize)]
+pub struct L4Match {
+    /// Destination port.
+    pub port: Option<u16>,
+    /// Destination subnets.
+    pub subnets: Vec<IpNet>,
+    /// SNI names (TLS rules).
+    pub sni_hosts: Vec<String>,
+}
+
+impl L4Match {
+    /// True when a connection to `ip:port` with this SNI matches.
+    pub fn matches(&self, ip: IpAddr, port: u16, sni: Option<&str>) -> bool {
+        self.port.is_none_or(|p| p == port)
+            && (self.subnets.is_empty() || self.subnets.iter().any(|n| n.contains(&ip)))
+            && (self.sni_hosts.is_empty() || sni.is_some_and(|s| self.sni_hosts.iter().any(|h| crate::host::matches(h, s))))
+    }
+}
+
+impl L4Rule {
+    /// True when any match block matches (or there are none).
+    pub fn matches(&self, ip: IpAddr, port: u16, sni: Option<&str>) -> bool {
+        self.matches.is_empty() || self.matches.iter().any(|m| m.matches(ip, port, sni))
+    }
+}
+
+/// Route tables by host.
+#[derive(Debug, Default, Serialize)]
+pub struct RouteTables {
+    hosts: HashMap<String, Arc<VirtualHost>>,
+    wildcards: Vec<(String, Arc<VirtualHost>)>,
+}
+
+impl RouteTables {
+    /// Compiles the VirtualServices that apply to sidecars (gateways empty or
+    /// `mesh`) for the workload; the first VirtualService for a host wins.
+    pub fn build(resources: &[Resource], registry: &Registry, workload: &Workload) -> RouteTables {
+        let mut tables = RouteTables::default();
+        for r in resources {
+            let Spec::VirtualService(vs) = &r.spec else { continue };
+            if !(vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh")) {
+                continue;
+            }
+            let ns = r.meta.namespace();
+            let vhost = Arc::new(compile_vs(vs, format!("{ns}/{}", r.meta.name), ns, registry, workload));
+            for host in &vs.hosts {
+                let host = fqdn(host, ns);
+                if host.starts_with('*') {
+                    if !tables.wildcards.iter().any(|(h, _)| *h == host) {
+                        tables.wildcards.push((host, vhost.clone()));
+                    }
+                } else {
+                    tables.hosts.entry(host).or_insert_with(|| vhost.clone());
+                }
+            }
+        }
+        tables.wildcards.sort_by_key(|(h, _)| std::cmp::Reverse(h.len()));
+        tables
+    }
+
+    /// The routing of a fully qualified host: an exact host first, then the
+    /// most specific wildcard.
+    pub fn lookup(&self, host: &str) -> Option<&Arc<VirtualHost>> {
+        self.hosts
+            .get(host)
+            .or_else(|| self.wildcards.iter().find(|(p, _)| crate::host::matches(p, host)).map(|(_, v)| v))
+    }
+
+    /// Number of hosts with routes.
+    pub fn len(&self) -> usize {
+        self.hosts.len() + self.wildcards.len()
+    }
+
+    /// True when no host has routes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn compile_vs(vs: &VirtualService, name: String, ns: &str, registry: &Registry, workload: &Workload) -> VirtualHost {
+    let http = vs.http.iter().filter_map(|r| HttpRule::compile(r, ns, registry, workload)).collect();
+    let tcp = vs
+        .tcp
+        .iter()
+        .filter_map(|r| l4_rule(r.matches.iter().map(l4_match).collect(), &r.route, ns, registry, workload, &r.matches, |m| (&m.source_labels, m.source_namespace.as_deref(), &m.gateways)))
+        .collect();
+    let tls = vs
+        .tls
+        .iter()
+        .filter_map(|r| l4_rule(r.matches.iter().map(tls_match).collect(), &r.route, ns, registry, workload, &r.matches, |m| (&m.source_labels, m.source_namespace.as_deref(), &m.gateways)))
+        .collect();
+    VirtualHost { name, http, tcp, tls }
+}
+
+type Source<'a> = (&'a std::collections::BTreeMap<String, String>, Option<&'a str>, &'a Vec<String>);
+
+fn l4_rule<M>(
+    compiled: Vec<L4Match>,
+    route: &[RouteDestination],
+    ns: &str,
+    registry: &Registry,
+    workload: &Workload,
+    raw: &[M],
+    source: impl Fn(&M) -> Source<'_>,
+) -> Option<L4Rule> {
+    let matches: Vec<L4Match> = compiled
+        .into_iter()
+        .zip(raw)
+        .filter(|(_, m)| {
+            let (labels, namespace, gateways) = source(m);
+            http_rule::selects(workload, labels, namespace, gateways)
+        })
+        .map(|(c, _)| c)
+        .collect();
+    if matches.is_empty() && !raw.is_empty() {
+        return None;
+    }
+    let weights = weights(route, |d| d.weight);
+    let targets = route
+        .iter()
+        .zip(weights)
+        .map(|(d, w)| (Target::resolve(&d.destination, ns, registry), w, HeaderOps::default()))
+        .collect();
+    Some(L4Rule { matches, route: WeightedTargets::new(targets) })
+}
+
+fn l4_match(m: &L4MatchAttributes) -> L4Match {
+    L4Match {
+        port: m.port.and_then(|p| u16::try_from(p).ok()),
+        subnets: m.destination_subnets.iter().filter_map(|s| parse_cidr(s)).collect(),
+        sni_hosts: Vec::new(),
+    }
+}
+
+fn tls_match(m: &TlsMatchAttributes) -> L4Match {
+    L4Match {
+        port: m.port.and_then(|p| u16::try_from(p).ok()),
+        subnets: m.destination_subnets.iter().filter_map(|s| parse_cidr(s)).collect(),
+        sni_hosts: m.sni_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+    }
+}
