@@ -20,7 +20,9 @@ use serde::Serialize;
 use crate::mesh_config::{MeshConfig, OutboundMode};
 use crate::resource::{Resource, Spec};
 
-pub use registry::{Endpoint, EndpointAddress, Protocol, Registry, Service, ServiceId, ServicePort, Subset};
+pub use registry::{
+    Endpoint, EndpointAddress, Protocol, Registry, Service, ServiceId, ServicePort, Subset,
+};
 pub use routes::{RouteTables, VirtualHost};
 
 /// The workload a model is compiled for: rules with `sourceLabels` or
@@ -51,9 +53,15 @@ impl MeshSettings {
         let mc = mc.cloned().unwrap_or_default();
         MeshSettings {
             outbound: mc.outbound_traffic_policy.mode,
-            mirror_authority_suffix: mc.mirror_authority_suffix.unwrap_or_else(|| "-shadow".into()),
-            protocol_detection_timeout: mc.protocol_detection_timeout.map_or(Duration::from_millis(100), |d| d.get()),
-            connect_timeout: mc.connect_timeout.map_or(Duration::from_secs(10), |d| d.get()),
+            mirror_authority_suffix: mc
+                .mirror_authority_suffix
+                .unwrap_or_else(|| "-shadow".into()),
+            protocol_detection_timeout: mc
+                .protocol_detection_timeout
+                .map_or(Duration::from_millis(100), |d| d.get()),
+            connect_timeout: mc
+                .connect_timeout
+                .map_or(Duration::from_secs(10), |d| d.get()),
         }
     }
 }
@@ -81,6 +89,11 @@ impl Model {
         });
         let registry = Registry::build(resources);
         let routes = RouteTables::build(resources, &registry, workload);
-        Model { mesh: MeshSettings::from_config(mesh), registry, routes, workload: workload.clone() }
+        Model {
+            mesh: MeshSettings::from_config(mesh),
+            registry,
+            routes,
+            workload: workload.clone(),
+        }
     }
 }

@@ -37,6 +37,10 @@ impl Meta {
 }
 
 /// The spec of a resource sluice acts on.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "specs are built once per load; boxing would only add noise"
+)]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Spec {

@@ -50,23 +50,43 @@ fn model() -> Model {
     let mut set = load_str("mesh.yaml", MESH);
     validate::validate(&mut set);
     assert!(!set.has_errors(), "{:?}", set.diagnostics);
-    let workload = Workload { namespace: "shop".into(), labels: [("app".into(), "frontend".into())].into() };
+    let workload = Workload {
+        namespace: "shop".into(),
+        labels: [("app".into(), "frontend".into())].into(),
+    };
     Model::compile(&set.resources, &workload)
 }
 
 fn request<'a>(headers: &'a http::HeaderMap) -> RequestInfo<'a> {
-    RequestInfo { method: "GET", scheme: "http", authority: "catalog", path: "/", query: "", port: 80, headers }
+    RequestInfo {
+        method: "GET",
+        scheme: "http",
+        authority: "catalog",
+        path: "/",
+        query: "",
+        port: 80,
+        headers,
+    }
 }
 
 #[test]
 fn registry_resolves_vip_endpoints_and_subsets() {
     let m = model();
-    let id = m.registry.by_destination("10.96.0.10:80".parse().unwrap()).expect("VIP known");
+    let id = m
+        .registry
+        .by_destination("10.96.0.10:80".parse().unwrap())
+        .expect("VIP known");
     let svc = m.registry.get(id);
     assert_eq!(svc.host, "catalog.shop.svc.cluster.local");
     assert_eq!(svc.port(80).unwrap().protocol, Protocol::Http);
-    assert_eq!(m.registry.by_destination("10.44.0.3:80".parse().unwrap()), Some(id));
-    assert_eq!(m.registry.by_destination("10.96.0.10:81".parse().unwrap()), None);
+    assert_eq!(
+        m.registry.by_destination("10.44.0.3:80".parse().unwrap()),
+        Some(id)
+    );
+    assert_eq!(
+        m.registry.by_destination("10.96.0.10:81".parse().unwrap()),
+        None
+    );
     let v2 = &svc.subsets[svc.subset("version-v2").unwrap()];
     assert_eq!(v2.endpoints, vec![1]);
 }
@@ -74,17 +94,43 @@ fn registry_resolves_vip_endpoints_and_subsets() {
 #[test]
 fn routes_by_header_then_weight_and_drops_rules_for_other_sources() {
     let m = model();
-    let vhost = m.routes.lookup("catalog.shop.svc.cluster.local").expect("routes");
-    assert_eq!(vhost.http.len(), 2, "the sourceLabels rule does not select this workload");
+    let vhost = m
+        .routes
+        .lookup("catalog.shop.svc.cluster.local")
+        .expect("routes");
+    assert_eq!(
+        vhost.http.len(),
+        2,
+        "the sourceLabels rule does not select this workload"
+    );
     let mut headers = http::HeaderMap::new();
     headers.insert("x-istio-cohort", "internal".parse().unwrap());
-    let rule = vhost.http.iter().find(|r| r.matches(&request(&headers))).unwrap();
-    let HttpAction::Route(targets) = &rule.action else { panic!("route") };
-    assert_eq!(targets.pick().unwrap().0.subset_name.as_deref(), Some("version-v2"));
+    let rule = vhost
+        .http
+        .iter()
+        .find(|r| r.matches(&request(&headers)))
+        .unwrap();
+    let HttpAction::Route(targets) = &rule.action else {
+        panic!("route")
+    };
+    assert_eq!(
+        targets.pick().unwrap().0.subset_name.as_deref(),
+        Some("version-v2")
+    );
 
     let empty = http::HeaderMap::new();
-    let rule = vhost.http.iter().find(|r| r.matches(&request(&empty))).unwrap();
-    let HttpAction::Route(targets) = &rule.action else { panic!("route") };
-    let picks: Vec<_> = (0..10).map(|_| targets.pick().unwrap().0.subset.clone()).collect();
-    assert_eq!(picks.iter().filter(|s| **s == SubsetRef::Found(1)).count(), 1, "{picks:?}");
+    let rule = vhost
+        .http
+        .iter()
+        .find(|r| r.matches(&request(&empty)))
+        .unwrap();
+    let HttpAction::Route(targets) = &rule.action else {
+        panic!("route")
+    };
+    let picks: Vec<_> = (0..10).map(|_| targets.pick().unwrap().0.subset).collect();
+    assert_eq!(
+        picks.iter().filter(|s| **s == SubsetRef::Found(1)).count(),
+        1,
+        "{picks:?}"
+    );
 }

@@ -16,11 +16,11 @@ pub fn parse<T: DeserializeOwned>(
     prefix: &str,
     kind: &str,
 ) -> Result<T, Vec<(String, String)>> {
-    let original = value.clone();
+    let mut original = None;
     let mut cleaned = value;
     let mut unknown: Vec<(Vec<Step>, String)> = Vec::new();
     let outcome = loop {
-        match serde_path_to_error::deserialize::<_, T>(cleaned.clone()) {
+        match serde_path_to_error::deserialize::<_, T>(&cleaned) {
             Ok(t) => break Ok(t),
             Err(e) => {
                 let mut steps = steps(e.path());
@@ -30,6 +30,7 @@ pub fn parse<T: DeserializeOwned>(
                         if steps.last() != Some(&Step::Key(field.clone())) {
                             steps.push(Step::Key(field.clone()));
                         }
+                        original.get_or_insert_with(|| cleaned.clone());
                         if !remove(&mut cleaned, &steps) {
                             break Err((steps, message));
                         }
@@ -40,10 +41,10 @@ pub fn parse<T: DeserializeOwned>(
             }
         }
     };
-    if unknown.is_empty() {
+    let Some(original) = original else {
         return outcome
             .map_err(|(steps, message)| vec![(render(prefix, &steps), explain(message))]);
-    }
+    };
     let mut errors: Vec<(String, String)> = unknown
         .iter()
         .map(|(steps, allowed)| {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::istio::destination_rule::{
-    ClientTlsSettings, ConnectionPoolSettings, H2UpgradePolicy, LoadBalancerSettings, OutlierDetection, SimpleLb,
-    TrafficPolicy,
+    ClientTlsSettings, ConnectionPoolSettings, H2UpgradePolicy, LoadBalancerSettings,
+    OutlierDetection, SimpleLb, TrafficPolicy,
 };
 
 /// How an endpoint is chosen.
@@ -80,7 +80,12 @@ pub struct Settings {
 impl Settings {
     /// Connect timeout, if the policy sets one.
     pub fn connect_timeout(&self) -> Option<Duration> {
-        self.connection_pool.as_ref()?.tcp.as_ref()?.connect_timeout.map(|d| d.get())
+        self.connection_pool
+            .as_ref()?
+            .tcp
+            .as_ref()?
+            .connect_timeout
+            .map(|d| d.get())
     }
 
     /// Whether HTTP/1.1 requests go upstream as HTTP/2.
@@ -114,8 +119,14 @@ impl Policy {
                 let port = u16::try_from(pl.port?.number).ok()?;
                 let over = TrafficPolicy {
                     load_balancer: pl.load_balancer.clone().or(merged.load_balancer.clone()),
-                    connection_pool: pl.connection_pool.clone().or(merged.connection_pool.clone()),
-                    outlier_detection: pl.outlier_detection.clone().or(merged.outlier_detection.clone()),
+                    connection_pool: pl
+                        .connection_pool
+                        .clone()
+                        .or(merged.connection_pool.clone()),
+                    outlier_detection: pl
+                        .outlier_detection
+                        .clone()
+                        .or(merged.outlier_detection.clone()),
                     tls: pl.tls.clone().or(merged.tls.clone()),
                     ..TrafficPolicy::default()
                 };
@@ -127,7 +138,10 @@ impl Policy {
 
     /// The settings in force for a port.
     pub fn for_port(&self, port: u16) -> &Settings {
-        self.ports.iter().find(|(p, _)| *p == port).map_or(&self.default, |(_, s)| s)
+        self.ports
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map_or(&self.default, |(_, s)| s)
     }
 }
 
@@ -151,7 +165,11 @@ fn merge(rule: Option<&TrafficPolicy>, subset: Option<&TrafficPolicy>) -> Traffi
 
 fn settings(tp: &TrafficPolicy) -> Settings {
     Settings {
-        load_balancer: tp.load_balancer.as_ref().map(load_balancer).unwrap_or_default(),
+        load_balancer: tp
+            .load_balancer
+            .as_ref()
+            .map(load_balancer)
+            .unwrap_or_default(),
         connection_pool: tp.connection_pool.clone(),
         outlier: tp.outlier_detection.as_ref().map(outlier),
         tls: tp.tls.clone(),
@@ -163,7 +181,11 @@ fn load_balancer(lb: &LoadBalancerSettings) -> LoadBalancer {
         let key = if let Some(h) = &ch.http_header_name {
             HashKey::Header(h.to_ascii_lowercase())
         } else if let Some(c) = &ch.http_cookie {
-            HashKey::Cookie { name: c.name.clone(), path: c.path.clone(), ttl: c.ttl.map(|d| d.get()) }
+            HashKey::Cookie {
+                name: c.name.clone(),
+                path: c.path.clone(),
+                ttl: c.ttl.map(|d| d.get()),
+            }
         } else if let Some(q) = &ch.http_query_parameter_name {
             HashKey::QueryParameter(q.clone())
         } else {
@@ -187,7 +209,9 @@ fn outlier(od: &OutlierDetection) -> Outlier {
         consecutive_5xx: od.consecutive_5xx_errors.or(legacy).unwrap_or(5),
         consecutive_gateway: od.consecutive_gateway_errors.unwrap_or(0),
         interval: od.interval.map_or(Duration::from_secs(10), |d| d.get()),
-        base_ejection_time: od.base_ejection_time.map_or(Duration::from_secs(30), |d| d.get()),
+        base_ejection_time: od
+            .base_ejection_time
+            .map_or(Duration::from_secs(30), |d| d.get()),
         max_ejection_percent: percent(od.max_ejection_percent, 10),
         min_health_percent: percent(od.min_health_percent, 0),
     }

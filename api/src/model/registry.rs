@@ -143,7 +143,12 @@ impl Service {
 
     /// The port to connect to on an endpoint for a service port.
     pub fn endpoint_port(&self, endpoint: &Endpoint, port: &ServicePort) -> u16 {
-        endpoint.ports.get(&port.name).copied().or(port.target_port).unwrap_or(port.number)
+        endpoint
+            .ports
+            .get(&port.name)
+            .copied()
+            .or(port.target_port)
+            .unwrap_or(port.number)
     }
 }
 
@@ -171,16 +176,29 @@ impl Registry {
                 reg.add_entry(se, r.meta.namespace());
             }
         }
-        let rules: Vec<(&Resource, &DestinationRule)> = resources
-            .iter()
-            .filter_map(|r| match &r.spec {
-                Spec::DestinationRule(dr) if dr.workload_selector.is_none() => Some((r, dr)),
-                _ => None,
-            })
-            .collect();
+        let mut exact: HashMap<String, (&Resource, &DestinationRule)> = HashMap::new();
+        let mut wildcard: Vec<(String, &Resource, &DestinationRule)> = Vec::new();
+        for r in resources {
+            let Spec::DestinationRule(dr) = &r.spec else {
+                continue;
+            };
+            if dr.workload_selector.is_some() {
+                continue;
+            }
+            let host = fqdn(&dr.host, r.meta.namespace());
+            if host.starts_with('*') {
+                wildcard.push((host, r, dr));
+            } else {
+                exact.entry(host).or_insert((r, dr));
+            }
+        }
         for svc in &mut reg.services {
-            let exact = rules.iter().find(|(r, dr)| fqdn(&dr.host, r.meta.namespace()) == svc.host);
-            let rule = exact.or_else(|| rules.iter().find(|(r, dr)| matches(&fqdn(&dr.host, r.meta.namespace()), &svc.host)));
+            let rule = exact.get(&svc.host).copied().or_else(|| {
+                wildcard
+                    .iter()
+                    .find(|(host, _, _)| matches(host, &svc.host))
+                    .map(|(_, r, dr)| (*r, *dr))
+            });
             if let Some((r, dr)) = rule {
                 apply_rule(svc, dr, format!("{}/{}", r.meta.namespace(), r.meta.name));
             }
@@ -207,10 +225,14 @@ impl Registry {
             let endpoints = endpoints(se, resolution, &host);
             let id = ServiceId(self.services.len() as u32);
             for addr in &se.addresses {
-                let Some(net) = parse_cidr(addr) else { continue };
+                let Some(net) = parse_cidr(addr) else {
+                    continue;
+                };
                 for p in &ports {
                     if net.prefix_len() == net.max_prefix_len() {
-                        self.by_vip.entry(SocketAddr::new(net.addr(), p.number)).or_insert(id);
+                        self.by_vip
+                            .entry(SocketAddr::new(net.addr(), p.number))
+                            .or_insert(id);
                     } else {
                         self.by_cidr.push((net, p.number, id));
                     }
@@ -230,7 +252,9 @@ impl Registry {
             for ep in &svc.endpoints {
                 if let EndpointAddress::Ip(ip) = ep.address {
                     for p in &svc.ports {
-                        self.by_endpoint.entry(SocketAddr::new(ip, svc.endpoint_port(ep, p))).or_insert(id);
+                        self.by_endpoint
+                            .entry(SocketAddr::new(ip, svc.endpoint_port(ep, p)))
+                            .or_insert(id);
                     }
                 }
             }
@@ -275,7 +299,11 @@ fn endpoints(se: &ServiceEntry, resolution: Resolution, host: &str) -> Vec<Endpo
                 Ok(ip) => EndpointAddress::Ip(ip),
                 Err(_) => EndpointAddress::Dns(e.address.clone()),
             },
-            ports: e.ports.iter().filter_map(|(k, v)| Some((k.clone(), u16::try_from(*v).ok()?))).collect(),
+            ports: e
+                .ports
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), u16::try_from(*v).ok()?)))
+                .collect(),
             labels: e.labels.clone(),
             weight: e.weight.unwrap_or(1).max(1),
         })
@@ -305,7 +333,10 @@ fn apply_rule(svc: &mut Service, dr: &DestinationRule, name: String) {
                 .filter(|(_, e)| s.labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
                 .map(|(i, _)| i as u32)
                 .collect(),
-            policy: Arc::new(Policy::resolve(dr.traffic_policy.as_ref(), s.traffic_policy.as_ref())),
+            policy: Arc::new(Policy::resolve(
+                dr.traffic_policy.as_ref(),
+                s.traffic_policy.as_ref(),
+            )),
         })
         .collect();
     svc.destination_rule = Some(name);
@@ -329,7 +360,11 @@ mod tests {
             (None, None, Protocol::Detect),
         ];
         for (proto, name, expected) in cases {
-            assert_eq!(Protocol::declared(proto, name), expected, "{proto:?} {name:?}");
+            assert_eq!(
+                Protocol::declared(proto, name),
+                expected,
+                "{proto:?} {name:?}"
+            );
         }
     }
 }

@@ -10,7 +10,8 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 pub use http_rule::{
-    Fault, HeaderOps, HttpAction, HttpRule, Mirror, Redirect, RequestInfo, RequestMatch, RetryOn, RetryPolicy, Rewrite,
+    Fault, HeaderOps, HttpAction, HttpRule, Mirror, Redirect, RequestInfo, RequestMatch, RetryOn,
+    RetryPolicy, Rewrite,
 };
 
 use super::Workload;
@@ -18,7 +19,9 @@ use super::registry::{Registry, ServiceId};
 use super::weighted::Schedule;
 use crate::host::fqdn;
 use crate::istio::VirtualService;
-use crate::istio::virtual_service::{Destination, L4MatchAttributes, RouteDestination, TlsMatchAttributes};
+use crate::istio::virtual_service::{
+    Destination, L4MatchAttributes, RouteDestination, TlsMatchAttributes,
+};
 use crate::resource::{Resource, Spec};
 use crate::validate::parse_cidr;
 
@@ -68,11 +71,20 @@ impl Target {
         let service = registry.by_host(&host);
         let subset = match (&d.subset, service) {
             (None, _) => SubsetRef::All,
-            (Some(name), Some(id)) => registry.get(id).subset(name).map_or(SubsetRef::Missing, SubsetRef::Found),
+            (Some(name), Some(id)) => registry
+                .get(id)
+                .subset(name)
+                .map_or(SubsetRef::Missing, SubsetRef::Found),
             (Some(_), None) => SubsetRef::Missing,
         };
         let port = d.port.and_then(|p| u16::try_from(p.number).ok());
-        Target { host, service, subset_name: d.subset.clone(), subset, port }
+        Target {
+            host,
+            service,
+            subset_name: d.subset.clone(),
+            subset,
+            port,
+        }
     }
 
     /// `host` or `host/subset`, for logs and errors.
@@ -95,7 +107,10 @@ pub struct WeightedTargets {
 impl WeightedTargets {
     fn new(targets: Vec<(Target, u32, HeaderOps)>) -> WeightedTargets {
         let weights: Vec<u32> = targets.iter().map(|(_, w, _)| *w).collect();
-        WeightedTargets { schedule: Schedule::new(&weights), targets }
+        WeightedTargets {
+            schedule: Schedule::new(&weights),
+            targets,
+        }
     }
 
     /// Picks the next destination by weight; `None` when all weights are zero.
@@ -107,9 +122,16 @@ impl WeightedTargets {
 /// Weights as Istio reads them: a lone destination gets 100.
 fn weights<T>(routes: &[T], weight: impl Fn(&T) -> Option<i32>) -> Vec<u32> {
     if routes.len() == 1 {
-        return vec![weight(&routes[0]).filter(|w| *w > 0).map_or(100, |w| w as u32)];
+        return vec![
+            weight(&routes[0])
+                .filter(|w| *w > 0)
+                .map_or(100, |w| w as u32),
+        ];
     }
-    routes.iter().map(|r| weight(r).unwrap_or(0).max(0) as u32).collect()
+    routes
+        .iter()
+        .map(|r| weight(r).unwrap_or(0).max(0) as u32)
+        .collect()
 }
 
 /// A TCP or TLS rule.
@@ -137,7 +159,8 @@ impl L4Match {
     pub fn matches(&self, ip: IpAddr, port: u16, sni: Option<&str>) -> bool {
         self.port.is_none_or(|p| p == port)
             && (self.subnets.is_empty() || self.subnets.iter().any(|n| n.contains(&ip)))
-            && (self.sni_hosts.is_empty() || sni.is_some_and(|s| self.sni_hosts.iter().any(|h| crate::host::matches(h, s))))
+            && (self.sni_hosts.is_empty()
+                || sni.is_some_and(|s| self.sni_hosts.iter().any(|h| crate::host::matches(h, s))))
     }
 }
 
@@ -161,12 +184,20 @@ impl RouteTables {
     pub fn build(resources: &[Resource], registry: &Registry, workload: &Workload) -> RouteTables {
         let mut tables = RouteTables::default();
         for r in resources {
-            let Spec::VirtualService(vs) = &r.spec else { continue };
+            let Spec::VirtualService(vs) = &r.spec else {
+                continue;
+            };
             if !(vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh")) {
                 continue;
             }
             let ns = r.meta.namespace();
-            let vhost = Arc::new(compile_vs(vs, format!("{ns}/{}", r.meta.name), ns, registry, workload));
+            let vhost = Arc::new(compile_vs(
+                vs,
+                format!("{ns}/{}", r.meta.name),
+                ns,
+                registry,
+                workload,
+            ));
             for host in &vs.hosts {
                 let host = fqdn(host, ns);
                 if host.starts_with('*') {
@@ -178,16 +209,21 @@ impl RouteTables {
                 }
             }
         }
-        tables.wildcards.sort_by_key(|(h, _)| std::cmp::Reverse(h.len()));
+        tables
+            .wildcards
+            .sort_by_key(|(h, _)| std::cmp::Reverse(h.len()));
         tables
     }
 
     /// The routing of a fully qualified host: an exact host first, then the
     /// most specific wildcard.
     pub fn lookup(&self, host: &str) -> Option<&Arc<VirtualHost>> {
-        self.hosts
-            .get(host)
-            .or_else(|| self.wildcards.iter().find(|(p, _)| crate::host::matches(p, host)).map(|(_, v)| v))
+        self.hosts.get(host).or_else(|| {
+            self.wildcards
+                .iter()
+                .find(|(p, _)| crate::host::matches(p, host))
+                .map(|(_, v)| v)
+        })
     }
 
     /// Number of hosts with routes.
@@ -201,22 +237,61 @@ impl RouteTables {
     }
 }
 
-fn compile_vs(vs: &VirtualService, name: String, ns: &str, registry: &Registry, workload: &Workload) -> VirtualHost {
-    let http = vs.http.iter().filter_map(|r| HttpRule::compile(r, ns, registry, workload)).collect();
+fn compile_vs(
+    vs: &VirtualService,
+    name: String,
+    ns: &str,
+    registry: &Registry,
+    workload: &Workload,
+) -> VirtualHost {
+    let http = vs
+        .http
+        .iter()
+        .filter_map(|r| HttpRule::compile(r, ns, registry, workload))
+        .collect();
     let tcp = vs
         .tcp
         .iter()
-        .filter_map(|r| l4_rule(r.matches.iter().map(l4_match).collect(), &r.route, ns, registry, workload, &r.matches, |m| (&m.source_labels, m.source_namespace.as_deref(), &m.gateways)))
+        .filter_map(|r| {
+            l4_rule(
+                r.matches.iter().map(l4_match).collect(),
+                &r.route,
+                ns,
+                registry,
+                workload,
+                &r.matches,
+                |m| (&m.source_labels, m.source_namespace.as_deref(), &m.gateways),
+            )
+        })
         .collect();
     let tls = vs
         .tls
         .iter()
-        .filter_map(|r| l4_rule(r.matches.iter().map(tls_match).collect(), &r.route, ns, registry, workload, &r.matches, |m| (&m.source_labels, m.source_namespace.as_deref(), &m.gateways)))
+        .filter_map(|r| {
+            l4_rule(
+                r.matches.iter().map(tls_match).collect(),
+                &r.route,
+                ns,
+                registry,
+                workload,
+                &r.matches,
+                |m| (&m.source_labels, m.source_namespace.as_deref(), &m.gateways),
+            )
+        })
         .collect();
-    VirtualHost { name, http, tcp, tls }
+    VirtualHost {
+        name,
+        http,
+        tcp,
+        tls,
+    }
 }
 
-type Source<'a> = (&'a std::collections::BTreeMap<String, String>, Option<&'a str>, &'a Vec<String>);
+type Source<'a> = (
+    &'a std::collections::BTreeMap<String, String>,
+    Option<&'a str>,
+    &'a Vec<String>,
+);
 
 fn l4_rule<M>(
     compiled: Vec<L4Match>,
@@ -243,15 +318,28 @@ fn l4_rule<M>(
     let targets = route
         .iter()
         .zip(weights)
-        .map(|(d, w)| (Target::resolve(&d.destination, ns, registry), w, HeaderOps::default()))
+        .map(|(d, w)| {
+            (
+                Target::resolve(&d.destination, ns, registry),
+                w,
+                HeaderOps::default(),
+            )
+        })
         .collect();
-    Some(L4Rule { matches, route: WeightedTargets::new(targets) })
+    Some(L4Rule {
+        matches,
+        route: WeightedTargets::new(targets),
+    })
 }
 
 fn l4_match(m: &L4MatchAttributes) -> L4Match {
     L4Match {
         port: m.port.and_then(|p| u16::try_from(p).ok()),
-        subnets: m.destination_subnets.iter().filter_map(|s| parse_cidr(s)).collect(),
+        subnets: m
+            .destination_subnets
+            .iter()
+            .filter_map(|s| parse_cidr(s))
+            .collect(),
         sni_hosts: Vec::new(),
     }
 }
@@ -259,7 +347,11 @@ fn l4_match(m: &L4MatchAttributes) -> L4Match {
 fn tls_match(m: &TlsMatchAttributes) -> L4Match {
     L4Match {
         port: m.port.and_then(|p| u16::try_from(p).ok()),
-        subnets: m.destination_subnets.iter().filter_map(|s| parse_cidr(s)).collect(),
+        subnets: m
+            .destination_subnets
+            .iter()
+            .filter_map(|s| parse_cidr(s))
+            .collect(),
         sni_hosts: m.sni_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
     }
 }

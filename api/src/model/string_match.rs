@@ -22,7 +22,13 @@ impl StrMatch {
     /// Compiles a match; `ignore_case` lowercases exact and prefix values
     /// and makes the regex case-insensitive. Regexes were validated at load time.
     pub fn compile(m: &StringMatch, ignore_case: bool) -> StrMatch {
-        let fold = |s: &String| if ignore_case { s.to_lowercase() } else { s.clone() };
+        let fold = |s: &String| {
+            if ignore_case {
+                s.to_lowercase()
+            } else {
+                s.clone()
+            }
+        };
         if let Some(e) = &m.exact {
             StrMatch::Exact(fold(e))
         } else if let Some(p) = &m.prefix {
@@ -64,7 +70,11 @@ mod tests {
     use super::*;
 
     fn m(exact: Option<&str>, prefix: Option<&str>, regex: Option<&str>) -> StringMatch {
-        StringMatch { exact: exact.map(Into::into), prefix: prefix.map(Into::into), regex: regex.map(Into::into) }
+        StringMatch {
+            exact: exact.map(Into::into),
+            prefix: prefix.map(Into::into),
+            regex: regex.map(Into::into),
+        }
     }
 
     #[test]
@@ -80,7 +90,11 @@ mod tests {
             (m(None, None, None), false, "anything", true),
         ];
         for (spec, ignore_case, value, expected) in cases {
-            assert_eq!(StrMatch::compile(&spec, ignore_case).matches(value), expected, "{spec:?} on {value}");
+            assert_eq!(
+                StrMatch::compile(&spec, ignore_case).matches(value),
+                expected,
+                "{spec:?} on {value}"
+            );
         }
     }
 }

@@ -33,11 +33,16 @@ impl Schedule {
             for (c, w) in current.iter_mut().zip(&reduced) {
                 *c += w;
             }
-            let best = (0..current.len()).max_by_key(|&i| (current[i], std::cmp::Reverse(i))).unwrap_or(0);
+            let best = (0..current.len())
+                .max_by_key(|&i| (current[i], std::cmp::Reverse(i)))
+                .unwrap_or(0);
             current[best] -= total;
             order.push(best as u32);
         }
-        Some(Schedule { order, next: AtomicUsize::new(0) })
+        Some(Schedule {
+            order,
+            next: AtomicUsize::new(0),
+        })
     }
 
     /// The next index.

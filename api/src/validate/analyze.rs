@@ -18,10 +18,11 @@ pub(super) fn analyze(resources: &[Resource], out: &mut Vec<Diagnostic>) {
         })
         .collect();
     duplicate_rules(&rules, out);
+    let subsets = SubsetIndex::new(&rules);
     let mut claimed: BTreeMap<(String, String), &Resource> = BTreeMap::new();
     for r in resources {
         if let Spec::VirtualService(vs) = &r.spec {
-            missing_subsets(r, vs, &rules, out);
+            missing_subsets(r, vs, &subsets, out);
             shadowed(r, vs, &mut claimed, out);
         }
     }
@@ -76,10 +77,43 @@ fn duplicate_rules(rules: &[(&Resource, &DestinationRule)], out: &mut Vec<Diagno
     }
 }
 
+/// Subset names by DestinationRule host: exact hosts, then wildcard hosts.
+struct SubsetIndex<'a> {
+    exact: BTreeMap<String, Vec<&'a str>>,
+    wildcard: Vec<(String, Vec<&'a str>)>,
+}
+
+impl<'a> SubsetIndex<'a> {
+    fn new(rules: &[(&Resource, &'a DestinationRule)]) -> SubsetIndex<'a> {
+        let mut index = SubsetIndex {
+            exact: BTreeMap::new(),
+            wildcard: Vec::new(),
+        };
+        for (r, dr) in rules {
+            let host = fqdn(&dr.host, r.meta.namespace());
+            let names = dr.subsets.iter().map(|s| s.name.as_str());
+            if host.starts_with('*') {
+                index.wildcard.push((host, names.collect()));
+            } else {
+                index.exact.entry(host).or_default().extend(names);
+            }
+        }
+        index
+    }
+
+    fn defines(&self, host: &str, subset: &str) -> bool {
+        self.exact.get(host).is_some_and(|s| s.contains(&subset))
+            || self
+                .wildcard
+                .iter()
+                .any(|(h, s)| matches(h, host) && s.contains(&subset))
+    }
+}
+
 fn missing_subsets(
     r: &Resource,
     vs: &VirtualService,
-    rules: &[(&Resource, &DestinationRule)],
+    subsets: &SubsetIndex<'_>,
     out: &mut Vec<Diagnostic>,
 ) {
     let ns = r.meta.namespace();
@@ -90,11 +124,7 @@ fn missing_subsets(
         if !reported.insert((host.clone(), subset.clone())) {
             return;
         }
-        let defined = rules.iter().any(|(rr, dr)| {
-            matches(&fqdn(&dr.host, rr.meta.namespace()), &host)
-                && dr.subsets.iter().any(|s| &s.name == subset)
-        });
-        if !defined {
+        if !subsets.defines(&host, subset) {
             out.push(warn(
                 r,
                 path,

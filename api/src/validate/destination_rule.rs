@@ -150,13 +150,13 @@ fn check_lb(lb: &LoadBalancerSettings, path: &str, f: &mut Findings<'_>) {
 
 fn check_pool(cp: &ConnectionPoolSettings, path: &str, f: &mut Findings<'_>) {
     let mut non_negative = |value: Option<i32>, field: &str| {
-        if let Some(v) = value {
-            if v < 0 {
-                f.error(
-                    &format!("{path}.{field}"),
-                    format!("{v} cannot be negative"),
-                );
-            }
+        if let Some(v) = value
+            && v < 0
+        {
+            f.error(
+                &format!("{path}.{field}"),
+                format!("{v} cannot be negative"),
+            );
         }
     };
     if let Some(tcp) = &cp.tcp {
@@ -195,13 +195,13 @@ fn check_outlier(od: &OutlierDetection, path: &str, f: &mut Findings<'_>) {
         (od.max_ejection_percent, "maxEjectionPercent"),
         (od.min_health_percent, "minHealthPercent"),
     ] {
-        if let Some(v) = value {
-            if !(0..=100).contains(&v) {
-                f.error(
-                    &format!("{path}.{field}"),
-                    format!("percentage {v} is out of range 0..100"),
-                );
-            }
+        if let Some(v) = value
+            && !(0..=100).contains(&v)
+        {
+            f.error(
+                &format!("{path}.{field}"),
+                format!("percentage {v} is out of range 0..100"),
+            );
         }
     }
     if od.consecutive_errors.is_some_and(|v| v < 0) {

@@ -108,10 +108,10 @@ pub(super) fn check_percent(p: &Percent, path: &str, f: &mut Findings<'_>) {
 
 /// A duration that must be at least one millisecond.
 pub(super) fn check_positive(d: Option<&Duration>, path: &str, f: &mut Findings<'_>) {
-    if let Some(d) = d {
-        if d.get() < StdDuration::from_millis(1) {
-            f.error(path, format!("duration {d} must be at least 1ms"));
-        }
+    if let Some(d) = d
+        && d.get() < StdDuration::from_millis(1)
+    {
+        f.error(path, format!("duration {d} must be at least 1ms"));
     }
 }
 

@@ -5,17 +5,16 @@ use super::fields::check_positive;
 use crate::mesh_config::MeshConfig;
 
 pub(super) fn check(mc: &MeshConfig, f: &mut Findings<'_>) {
-    if let Some(suffix) = &mc.mirror_authority_suffix {
-        if suffix.is_empty()
+    if let Some(suffix) = &mc.mirror_authority_suffix
+        && (suffix.is_empty()
             || !suffix
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        {
-            f.error(
-                "spec.mirrorAuthoritySuffix",
-                format!("\"{suffix}\" is not a valid host suffix (letters, digits, '-' and '.')"),
-            );
-        }
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+    {
+        f.error(
+            "spec.mirrorAuthoritySuffix",
+            format!("\"{suffix}\" is not a valid host suffix (letters, digits, '-' and '.')"),
+        );
     }
     check_positive(
         mc.protocol_detection_timeout.as_ref(),

@@ -54,16 +54,16 @@ pub(super) fn check(se: &ServiceEntry, f: &mut Findings<'_>) {
             }
             _ => {}
         }
-        if let Some(proto) = &port.protocol {
-            if !PROTOCOLS.contains(&proto.to_ascii_uppercase().as_str()) {
-                f.error(
-                    &format!("{path}.protocol"),
-                    format!(
-                        "unknown protocol \"{proto}\"; use one of {}",
-                        PROTOCOLS.join(", ")
-                    ),
-                );
-            }
+        if let Some(proto) = &port.protocol
+            && !PROTOCOLS.contains(&proto.to_ascii_uppercase().as_str())
+        {
+            f.error(
+                &format!("{path}.protocol"),
+                format!(
+                    "unknown protocol \"{proto}\"; use one of {}",
+                    PROTOCOLS.join(", ")
+                ),
+            );
         }
         if let Some(t) = port.target_port {
             check_port(t, &format!("{path}.targetPort"), f);

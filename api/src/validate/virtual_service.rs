@@ -108,6 +108,12 @@ fn check_http_route(r: &HttpRoute, path: &str, f: &mut Findings<'_>) {
             "route, redirect, directResponse and delegate are mutually exclusive: set only one",
         ),
     }
+    if let Some(d) = &r.delegate {
+        f.warn(
+            &format!("{path}.delegate"),
+            format!("delegation (to {}) is not supported by sluice yet: matching requests get 503 naming the delegate", d.name),
+        );
+    }
     if r.redirect.is_some() && r.rewrite.is_some() {
         f.error(
             &format!("{path}.rewrite"),
@@ -125,13 +131,13 @@ fn check_http_route(r: &HttpRoute, path: &str, f: &mut Findings<'_>) {
     }
     if let Some(redirect) = &r.redirect {
         let p = format!("{path}.redirect");
-        if let Some(code) = redirect.redirect_code {
-            if ![301, 302, 303, 307, 308].contains(&code) {
-                f.error(
-                    &format!("{p}.redirectCode"),
-                    format!("redirect code {code} is not one of 301, 302, 303, 307, 308"),
-                );
-            }
+        if let Some(code) = redirect.redirect_code
+            && ![301, 302, 303, 307, 308].contains(&code)
+        {
+            f.error(
+                &format!("{p}.redirectCode"),
+                format!("redirect code {code} is not one of 301, 302, 303, 307, 308"),
+            );
         }
         if let Some(port) = redirect.port {
             check_port(port, &format!("{p}.port"), f);
@@ -140,13 +146,13 @@ fn check_http_route(r: &HttpRoute, path: &str, f: &mut Findings<'_>) {
             }
         }
     }
-    if let Some(dr) = &r.direct_response {
-        if !(200..=599).contains(&dr.status) {
-            f.error(
-                &format!("{path}.directResponse.status"),
-                format!("status {} is out of range 200..599", dr.status),
-            );
-        }
+    if let Some(dr) = &r.direct_response
+        && !(200..=599).contains(&dr.status)
+    {
+        f.error(
+            &format!("{path}.directResponse.status"),
+            format!("status {} is out of range 200..599", dr.status),
+        );
     }
     if let Some(rw) = &r.rewrite {
         if rw.uri.is_some() && rw.uri_regex_rewrite.is_some() {
@@ -267,13 +273,13 @@ pub(super) fn check_destination(d: &Destination, path: &str, f: &mut Findings<'_
             );
         }
     }
-    if let Some(subset) = &d.subset {
-        if !super::fields::is_dns_label(subset) {
-            f.error(
-                &format!("{path}.subset"),
-                format!("\"{subset}\" is not a valid subset name (letters, digits and '-')"),
-            );
-        }
+    if let Some(subset) = &d.subset
+        && !super::fields::is_dns_label(subset)
+    {
+        f.error(
+            &format!("{path}.subset"),
+            format!("\"{subset}\" is not a valid subset name (letters, digits and '-')"),
+        );
     }
     if let Some(port) = &d.port {
         check_port(port.number, &format!("{path}.port.number"), f);
@@ -326,13 +332,13 @@ fn check_fault(fault: &HttpFaultInjection, path: &str, f: &mut Findings<'_>) {
         if let Some(pct) = &d.percentage {
             check_percent(pct, &format!("{p}.percentage"), f);
         }
-        if let Some(pct) = d.percent {
-            if !(0..=100).contains(&pct) {
-                f.error(
-                    &format!("{p}.percent"),
-                    format!("percentage {pct} is out of range 0..100"),
-                );
-            }
+        if let Some(pct) = d.percent
+            && !(0..=100).contains(&pct)
+        {
+            f.error(
+                &format!("{p}.percent"),
+                format!("percentage {pct} is out of range 0..100"),
+            );
         }
     }
     if let Some(a) = &fault.abort {

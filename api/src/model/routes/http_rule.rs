@@ -7,13 +7,14 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{Target, WeightedTargets, weights};
+use crate::istio::StringMatch;
+use crate::istio::virtual_service::{
+    CorsPolicy, HeaderOperations, Headers, HttpMatchRequest, HttpRedirect, HttpRetry, HttpRoute,
+    RedirectPortSelection,
+};
 use crate::model::Workload;
 use crate::model::registry::Registry;
 use crate::model::string_match::StrMatch;
-use crate::istio::virtual_service::{
-    CorsPolicy, HeaderOperations, Headers, HttpMatchRequest, HttpRedirect, HttpRetry, HttpRoute, RedirectPortSelection,
-};
-use crate::istio::StringMatch;
 
 /// What the proxy needs to know about a request to match it.
 #[derive(Clone, Copy, Debug)]
@@ -53,7 +54,9 @@ impl RequestMatch {
         let ignore = m.ignore_uri_case.unwrap_or(false);
         let one = |sm: &Option<StringMatch>| sm.as_ref().map(|s| StrMatch::compile(s, false));
         let many = |map: &BTreeMap<String, StringMatch>| {
-            map.iter().map(|(k, v)| (k.to_ascii_lowercase(), StrMatch::compile(v, false))).collect()
+            map.iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), StrMatch::compile(v, false)))
+                .collect()
         };
         RequestMatch {
             uri: m.uri.as_ref().map(|s| StrMatch::compile(s, ignore)),
@@ -63,7 +66,11 @@ impl RequestMatch {
             authority: one(&m.authority),
             headers: many(&m.headers),
             without_headers: many(&m.without_headers),
-            query_params: m.query_params.iter().map(|(k, v)| (k.clone(), StrMatch::compile(v, false))).collect(),
+            query_params: m
+                .query_params
+                .iter()
+                .map(|(k, v)| (k.clone(), StrMatch::compile(v, false)))
+                .collect(),
             port: m.port.and_then(|p| u16::try_from(p).ok()),
         }
     }
@@ -80,10 +87,22 @@ impl RequestMatch {
             && self.port.is_none_or(|p| p == req.port)
             && self.scheme.as_ref().is_none_or(|m| m.matches(req.scheme))
             && self.method.as_ref().is_none_or(|m| m.matches(req.method))
-            && self.authority.as_ref().is_none_or(|m| m.matches(req.authority))
-            && self.headers.iter().all(|(n, m)| header(n).is_some_and(|v| m.matches(v)))
-            && !self.without_headers.iter().any(|(n, m)| header(n).is_some_and(|v| m.matches(v)))
-            && self.query_params.iter().all(|(n, m)| query_param(req.query, n).is_some_and(|v| m.matches(v)))
+            && self
+                .authority
+                .as_ref()
+                .is_none_or(|m| m.matches(req.authority))
+            && self
+                .headers
+                .iter()
+                .all(|(n, m)| header(n).is_some_and(|v| m.matches(v)))
+            && !self
+                .without_headers
+                .iter()
+                .any(|(n, m)| header(n).is_some_and(|v| m.matches(v)))
+            && self
+                .query_params
+                .iter()
+                .all(|(n, m)| query_param(req.query, n).is_some_and(|v| m.matches(v)))
     }
 }
 
@@ -95,8 +114,15 @@ fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
 }
 
 /// True when a match block's source conditions select the workload.
-pub(super) fn selects(workload: &Workload, labels: &BTreeMap<String, String>, namespace: Option<&str>, gateways: &[String]) -> bool {
-    labels.iter().all(|(k, v)| workload.labels.get(k) == Some(v))
+pub(super) fn selects(
+    workload: &Workload,
+    labels: &BTreeMap<String, String>,
+    namespace: Option<&str>,
+    gateways: &[String],
+) -> bool {
+    labels
+        .iter()
+        .all(|(k, v)| workload.labels.get(k) == Some(v))
         && namespace.is_none_or(|ns| ns == workload.namespace)
         && (gateways.is_empty() || gateways.iter().any(|g| g == "mesh"))
 }
@@ -114,8 +140,14 @@ pub struct HeaderOps {
 
 impl HeaderOps {
     fn compile(ops: Option<&HeaderOperations>) -> HeaderOps {
-        let Some(ops) = ops else { return HeaderOps::default() };
-        let lower = |m: &BTreeMap<String, String>| m.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
+        let Some(ops) = ops else {
+            return HeaderOps::default();
+        };
+        let lower = |m: &BTreeMap<String, String>| {
+            m.iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect()
+        };
         HeaderOps {
             set: lower(&ops.set),
             add: lower(&ops.add),
@@ -219,7 +251,8 @@ impl RetryOn {
                 "reset" => on.reset = true,
                 "refused-stream" => on.refused_stream = true,
                 "retriable-4xx" => on.retriable_4xx = true,
-                "cancelled" | "deadline-exceeded" | "internal" | "resource-exhausted" | "unavailable" => {
+                "cancelled" | "deadline-exceeded" | "internal" | "resource-exhausted"
+                | "unavailable" => {
                     on.grpc.push(c.to_string());
                 }
                 other => {
@@ -258,11 +291,16 @@ impl RetryPolicy {
     /// Istio's default when a route sets none: 2 retries on connection
     /// failures and refused streams.
     pub fn mesh_default() -> RetryPolicy {
-        RetryPolicy::compile(&HttpRetry { attempts: 2, ..HttpRetry::default() })
+        RetryPolicy::compile(&HttpRetry {
+            attempts: 2,
+            ..HttpRetry::default()
+        })
     }
 
     fn compile(r: &HttpRetry) -> RetryPolicy {
-        let on = r.retry_on.as_deref().unwrap_or("connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes");
+        let on = r.retry_on.as_deref().unwrap_or(
+            "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+        );
         RetryPolicy {
             attempts: r.attempts.max(0) as u32,
             per_try_timeout: r.per_try_timeout.map(|d| d.get()),
@@ -319,11 +357,23 @@ pub struct HttpRule {
 
 impl HttpRule {
     /// Compiles a rule; `None` when none of its match blocks can select this workload.
-    pub(super) fn compile(r: &HttpRoute, ns: &str, registry: &Registry, workload: &Workload) -> Option<HttpRule> {
+    pub(super) fn compile(
+        r: &HttpRoute,
+        ns: &str,
+        registry: &Registry,
+        workload: &Workload,
+    ) -> Option<HttpRule> {
         let matches: Vec<RequestMatch> = r
             .matches
             .iter()
-            .filter(|m| selects(workload, &m.source_labels, m.source_namespace.as_deref(), &m.gateways))
+            .filter(|m| {
+                selects(
+                    workload,
+                    &m.source_labels,
+                    m.source_namespace.as_deref(),
+                    &m.gateways,
+                )
+            })
             .map(RequestMatch::compile)
             .collect();
         if matches.is_empty() && !r.matches.is_empty() {
@@ -336,17 +386,28 @@ impl HttpRule {
             action: action(r, ns, registry),
             rewrite: r.rewrite.as_ref().map(|rw| match &rw.uri_regex_rewrite {
                 Some(rr) => Rewrite::Regex {
-                    pattern: regex::Regex::new(&rr.pattern).unwrap_or_else(|_| regex::Regex::new("$^").expect("valid")),
+                    pattern: regex::Regex::new(&rr.pattern)
+                        .unwrap_or_else(|_| regex::Regex::new("$^").expect("valid")),
                     rewrite: rr.rewrite.replace("\\", "$"),
                     authority: rw.authority.clone(),
                 },
-                None => Rewrite::Prefix { uri: rw.uri.clone(), authority: rw.authority.clone() },
+                None => Rewrite::Prefix {
+                    uri: rw.uri.clone(),
+                    authority: rw.authority.clone(),
+                },
             }),
             timeout: r.timeout.map(|d| d.get()),
-            retries: r.retries.as_ref().map_or_else(RetryPolicy::mesh_default, RetryPolicy::compile),
+            retries: r
+                .retries
+                .as_ref()
+                .map_or_else(RetryPolicy::mesh_default, RetryPolicy::compile),
             fault: r.fault.as_ref().map(|f| Fault {
                 delay: f.delay.as_ref().and_then(|d| {
-                    let pct = d.percentage.map(|p| p.value).or(d.percent.map(f64::from)).unwrap_or(100.0);
+                    let pct = d
+                        .percentage
+                        .map(|p| p.value)
+                        .or(d.percent.map(f64::from))
+                        .unwrap_or(100.0);
                     Some((d.fixed_delay?.get(), pct))
                 }),
                 abort: f.abort.as_ref().and_then(|a| {
@@ -365,11 +426,23 @@ impl HttpRule {
     pub fn matches(&self, req: &RequestInfo<'_>) -> bool {
         self.matches.is_empty() || self.matches.iter().any(|m| m.matches(req))
     }
+
+    /// The uri prefix that selected the request, when the first matching block
+    /// matched the uri by prefix: a prefix rewrite replaces just that part.
+    pub fn matched_uri_prefix(&self, req: &RequestInfo<'_>) -> Option<&str> {
+        match &self.matches.iter().find(|m| m.matches(req))?.uri {
+            Some(StrMatch::Prefix(p)) => Some(p.as_str()),
+            _ => None,
+        }
+    }
 }
 
 fn headers(h: Option<&Headers>) -> (HeaderOps, HeaderOps) {
     let h = h.cloned().unwrap_or_default();
-    (HeaderOps::compile(h.request.as_ref()), HeaderOps::compile(h.response.as_ref()))
+    (
+        HeaderOps::compile(h.request.as_ref()),
+        HeaderOps::compile(h.response.as_ref()),
+    )
 }
 
 fn action(r: &HttpRoute, ns: &str, registry: &Registry) -> HttpAction {
@@ -377,11 +450,22 @@ fn action(r: &HttpRoute, ns: &str, registry: &Registry) -> HttpAction {
         return HttpAction::Redirect(redirect(rd));
     }
     if let Some(dr) = &r.direct_response {
-        let body = dr.body.as_ref().and_then(|b| b.string.clone()).unwrap_or_default();
-        return HttpAction::DirectResponse { status: u16::try_from(dr.status).unwrap_or(500), body };
+        let body = dr
+            .body
+            .as_ref()
+            .and_then(|b| b.string.clone())
+            .unwrap_or_default();
+        return HttpAction::DirectResponse {
+            status: u16::try_from(dr.status).unwrap_or(500),
+            body,
+        };
     }
     if let Some(d) = &r.delegate {
-        return HttpAction::Delegate(format!("{}/{}", d.namespace.as_deref().unwrap_or(ns), d.name));
+        return HttpAction::Delegate(format!(
+            "{}/{}",
+            d.namespace.as_deref().unwrap_or(ns),
+            d.name
+        ));
     }
     let weights = weights(&r.route, |d| d.weight);
     let targets = r
@@ -403,19 +487,32 @@ fn redirect(rd: &HttpRedirect) -> Redirect {
         port: rd.port.and_then(|p| u16::try_from(p).ok()),
         port_from_scheme: rd.derive_port == Some(RedirectPortSelection::FromProtocolDefault),
         scheme: rd.scheme.clone(),
-        code: rd.redirect_code.and_then(|c| u16::try_from(c).ok()).unwrap_or(301),
+        code: rd
+            .redirect_code
+            .and_then(|c| u16::try_from(c).ok())
+            .unwrap_or(301),
     }
 }
 
 fn mirrors(r: &HttpRoute, ns: &str, registry: &Registry) -> Vec<Mirror> {
     let mut out = Vec::new();
     if let Some(m) = &r.mirror {
-        let percent = r.mirror_percentage.map(|p| p.value).or(r.mirror_percent.map(f64::from)).unwrap_or(100.0);
-        out.push(Mirror { target: Target::resolve(m, ns, registry), percent });
+        let percent = r
+            .mirror_percentage
+            .map(|p| p.value)
+            .or(r.mirror_percent.map(f64::from))
+            .unwrap_or(100.0);
+        out.push(Mirror {
+            target: Target::resolve(m, ns, registry),
+            percent,
+        });
     }
     for m in &r.mirrors {
         let percent = m.percentage.map_or(100.0, |p| p.value);
-        out.push(Mirror { target: Target::resolve(&m.destination, ns, registry), percent });
+        out.push(Mirror {
+            target: Target::resolve(&m.destination, ns, registry),
+            percent,
+        });
     }
     out
 }
