@@ -1,8 +1,9 @@
-//! Test applications that stand in for a mesh's workloads: an HTTP/1.1 + h2c echo server, a TCP
-//! echo server and a server-first banner service. Each runs in-process (the `serve_*` functions
-//! here) or as a process (`sluice-testapp`, on the module-level `serve` futures).
+//! Test applications that stand in for a mesh's workloads: an HTTP/1.1 + h2c echo server, a gRPC
+//! echo server, a TCP echo server and a server-first banner service. Each runs in-process (the
+//! `serve_*` functions here) or as a process (`sluice-testapp`, on the module-level `serve` futures).
 
 pub mod banner;
+pub mod grpc;
 pub mod http;
 pub mod tcp_echo;
 
@@ -76,6 +77,14 @@ pub fn serve_http(listener: TcpListener, id: AppId) -> io::Result<HttpServer> {
         server: Server::spawn(local_addr, serve),
         log,
     })
+}
+
+/// Starts the [`grpc`] application on `listener` as a task of the current tokio runtime.
+pub fn serve_grpc(listener: TcpListener, id: AppId) -> io::Result<Server> {
+    Ok(Server::spawn(
+        listener.local_addr()?,
+        grpc::serve(listener, id),
+    ))
 }
 
 /// Starts the [`tcp_echo`] application on `listener` as a task of the current tokio runtime.

@@ -1,1 +1,278 @@
-//! sluice-proxy: the data plane.
+//! sluice-proxy: the transparent L4/L7 sidecar proxy of the sluice mesh.
+//!
+//! A captured connection arrives at a [`listener`], its original destination
+//! comes from [`orig_dst`], the [`config`] snapshot in force says which
+//! service it is for, [`protocol`] decides HTTP or TCP, and [`http`] or
+//! [`tcp`] route it (VirtualService, DestinationRule) to an endpoint chosen by
+//! [`balance`]. [`metrics`] records it; [`admin`] shows it; [`drain`] ends it.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod balance;
+pub mod config;
+pub mod destination;
+pub mod dns;
+pub mod drain;
+pub mod error;
+pub mod http;
+pub mod listener;
+pub mod metrics;
+pub mod orig_dst;
+pub mod protocol;
+pub mod tcp;
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_api::model::Workload;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config::Store;
+use crate::metrics::Metrics;
+use crate::orig_dst::OrigDst;
+
+/// The proxy's ports.
+#[derive(Clone, Copy, Debug)]
+pub struct Ports {
+    /// Captured outbound traffic.
+    pub outbound: u16,
+    /// Captured inbound traffic.
+    pub inbound: u16,
+    /// Admin, on loopback.
+    pub admin: u16,
+    /// `/healthz/ready`.
+    pub health: u16,
+    /// Prometheus `/metrics`.
+    pub metrics: u16,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Ports {
+            outbound: 15001,
+            inbound: 15006,
+            admin: 15000,
+            health: 15021,
+            metrics: 15090,
+        }
+    }
+}
+
+/// Who this proxy is, as metrics name it.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// The workload's `app` label, else `unknown`.
+    pub workload: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its `version` label, else empty.
+    pub version: String,
+}
+
+impl Identity {
+    /// The identity of a workload.
+    pub fn of(workload: &Workload) -> Identity {
+        let label = |k: &str| workload.labels.get(k).cloned();
+        Identity {
+            workload: label("app")
+                .or_else(|| label("app.kubernetes.io/name"))
+                .unwrap_or_else(|| "unknown".into()),
+            namespace: workload.namespace.clone(),
+            version: label("version").unwrap_or_default(),
+        }
+    }
+}
+
+/// Everything `run` needs, from flags and environment.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Config file or directory.
+    pub config: PathBuf,
+    /// The workload this proxy serves.
+    pub workload: Workload,
+    /// Ports.
+    pub ports: Ports,
+    /// Longest wait for in-flight work at shutdown.
+    pub drain_timeout: Duration,
+    /// One JSON line per request on stdout.
+    pub access_log: bool,
+}
+
+/// What the connections of a running proxy share.
+pub struct Sidecar {
+    /// The config in force.
+    pub store: Arc<Store>,
+    /// Where captured connections were going.
+    pub orig_dst: Arc<dyn OrigDst>,
+    /// Connections to mesh endpoints.
+    pub outbound_pool: http::Pool,
+    /// Connections to the app in this pod.
+    pub inbound_pool: http::Pool,
+    /// Request copies in flight.
+    pub mirrors: http::Mirrors,
+    /// Metrics and the access log.
+    pub metrics: Arc<Metrics>,
+    /// Resolver for DNS endpoints.
+    pub dns: dns::Resolver,
+    /// Endpoints ejected for failing, by address (outlives config versions).
+    pub outliers: balance::Outliers,
+    /// Who this proxy is.
+    pub identity: Identity,
+    /// Its ports.
+    pub ports: Ports,
+}
+
+impl std::fmt::Debug for Sidecar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sidecar")
+            .field("identity", &self.identity)
+            .field("ports", &self.ports)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sidecar {
+    /// A sidecar serving the config of `store`.
+    pub fn new(
+        store: Arc<Store>,
+        orig_dst: Arc<dyn OrigDst>,
+        metrics: Arc<Metrics>,
+        identity: Identity,
+        ports: Ports,
+    ) -> Sidecar {
+        Sidecar {
+            store,
+            orig_dst,
+            outbound_pool: http::Pool::new(http::Dial::Direct),
+            inbound_pool: http::Pool::new(http::Dial::App),
+            mirrors: http::Mirrors::default(),
+            metrics,
+            dns: dns::Resolver::system(),
+            outliers: balance::Outliers::default(),
+            identity,
+            ports,
+        }
+    }
+
+    /// True for a destination that is one of the proxy's capture ports: such a
+    /// connection would loop through the proxy forever.
+    pub fn is_own_listener(&self, dst: SocketAddr) -> bool {
+        dst.port() == self.ports.outbound || dst.port() == self.ports.inbound
+    }
+}
+
+/// Why the proxy could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A port could not be bound.
+    #[error(
+        "cannot listen on {what} port {port}: {source} (is another proxy running in this pod?)"
+    )]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The port.
+        port: u16,
+        /// The error.
+        source: io::Error,
+    },
+    /// Signal handlers could not be installed.
+    #[error("cannot handle signals: {0}")]
+    Signals(io::Error),
+}
+
+fn bind<T>(what: &'static str, port: u16, result: io::Result<T>) -> Result<T, Error> {
+    result.map_err(|source| Error::Bind { what, port, source })
+}
+
+/// Runs the proxy until SIGTERM or SIGINT, then drains.
+pub async fn run(
+    settings: Settings,
+    set_level: admin::SetLevel,
+    level: String,
+) -> Result<(), Error> {
+    let metrics = Arc::new(Metrics::new(settings.access_log));
+    let store = Arc::new(Store::new(metrics.config.clone()));
+    let (path, workload, first) = (
+        settings.config.clone(),
+        settings.workload.clone(),
+        store.clone(),
+    );
+    let _ = tokio::task::spawn_blocking(move || first.reload(&path, &workload)).await;
+    tokio::spawn(config::watch(
+        settings.config.clone(),
+        settings.workload.clone(),
+        store.clone(),
+    ));
+
+    let ports = settings.ports;
+    let admin_listener = bind(
+        "admin",
+        ports.admin,
+        listener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, ports.admin))),
+    )?;
+    let admin = Arc::new(admin::Admin::new(store.clone(), set_level, level));
+    tokio::spawn(admin::serve_admin(admin_listener, admin));
+    for l in bind("health", ports.health, listener::bind_all(ports.health))? {
+        tokio::spawn(admin::serve_health(l, store.clone()));
+    }
+    for l in bind("metrics", ports.metrics, listener::bind_all(ports.metrics))? {
+        tokio::spawn(admin::serve_metrics(l, metrics.clone()));
+    }
+
+    let mut term = signal(SignalKind::terminate()).map_err(Error::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(Error::Signals)?;
+    tokio::select! {
+        () = store.ready() => {}
+        _ = term.recv() => return Ok(()),
+        _ = int.recv() => return Ok(()),
+    }
+
+    let identity = Identity::of(&settings.workload);
+    let sidecar = Arc::new(Sidecar::new(
+        store,
+        Arc::new(orig_dst::SoOriginalDst),
+        metrics,
+        identity,
+        ports,
+    ));
+    let (signal, watch) = drain::channel();
+    let outbound = bind(
+        "outbound",
+        ports.outbound,
+        listener::bind_all(ports.outbound),
+    )?;
+    let inbound = bind("inbound", ports.inbound, listener::bind_all(ports.inbound))?;
+    let s = sidecar.clone();
+    tokio::spawn(listener::serve(
+        outbound,
+        watch.clone(),
+        move |stream, peer, drain| listener::outbound::handle(s.clone(), stream, peer, drain),
+    ));
+    let s = sidecar.clone();
+    tokio::spawn(listener::serve(
+        inbound,
+        watch,
+        move |stream, peer, drain| listener::inbound::handle(s.clone(), stream, peer, drain),
+    ));
+    tracing::info!(
+        outbound = ports.outbound,
+        inbound = ports.inbound,
+        "listening"
+    );
+
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!(timeout = ?settings.drain_timeout, "draining: no new connections; finishing in-flight requests");
+    if signal.drain(settings.drain_timeout).await {
+        tracing::info!("drained");
+    } else {
+        tracing::warn!("drain timeout passed with connections still open; closing them");
+    }
+    Ok(())
+}

@@ -1,1 +1,127 @@
-fn main() {}
+//! sluice-proxy: flags and environment, logging, the runtime; the proxy itself is the library.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use sluice_api::model::Workload;
+use sluice_proxy::{Ports, Settings};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, reload};
+
+/// The sluice sidecar proxy: routes a pod's captured traffic by Istio's
+/// VirtualService, DestinationRule and ServiceEntry rules.
+#[derive(Debug, Parser)]
+#[command(name = "sluice-proxy", version, max_term_width = 100)]
+struct Args {
+    /// Config: a YAML file or a directory of them (watched; changes apply atomically).
+    #[arg(long, env = "SLUICE_CONFIG", value_name = "PATH")]
+    config: PathBuf,
+    /// Namespace of the workload; short host names resolve against it.
+    #[arg(long, env = "SLUICE_NAMESPACE", default_value = "default")]
+    namespace: String,
+    /// Labels of the workload (`app=web,version=v1`), for sourceLabels matches and metrics.
+    #[arg(long, env = "SLUICE_LABELS", value_name = "K=V,...", default_value = "", value_parser = labels)]
+    labels: BTreeMap<String, String>,
+    /// IP address of the pod (informational; inbound uses each connection's original destination).
+    #[arg(long, env = "SLUICE_POD_IP")]
+    pod_ip: Option<std::net::IpAddr>,
+    /// Port for captured outbound traffic.
+    #[arg(long, env = "SLUICE_OUTBOUND_PORT", default_value_t = 15001)]
+    outbound_port: u16,
+    /// Port for captured inbound traffic.
+    #[arg(long, env = "SLUICE_INBOUND_PORT", default_value_t = 15006)]
+    inbound_port: u16,
+    /// Admin port on 127.0.0.1 (`/config_dump`, `/logging?level=`).
+    #[arg(long, env = "SLUICE_ADMIN_PORT", default_value_t = 15000)]
+    admin_port: u16,
+    /// Health port (`/healthz/ready`).
+    #[arg(long, env = "SLUICE_HEALTH_PORT", default_value_t = 15021)]
+    health_port: u16,
+    /// Prometheus port (`/metrics`).
+    #[arg(long, env = "SLUICE_METRICS_PORT", default_value_t = 15090)]
+    metrics_port: u16,
+    /// Worker threads.
+    #[arg(long, env = "SLUICE_CONCURRENCY", default_value_t = 2)]
+    concurrency: usize,
+    /// Longest wait for in-flight requests after SIGTERM, e.g. `5s`, `500ms`.
+    #[arg(long, env = "SLUICE_DRAIN_TIMEOUT", default_value = "5s", value_parser = duration)]
+    drain_timeout: Duration,
+    /// Log filter: `info`, `debug`, `sluice_proxy=trace`... (changeable at run time on the admin port).
+    #[arg(long, env = "SLUICE_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Log format.
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Write one JSON access log line per request to stdout.
+    #[arg(long, env = "SLUICE_ACCESS_LOG")]
+    access_log: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn labels(text: &str) -> Result<BTreeMap<String, String>, String> {
+    text.split(',')
+        .filter(|kv| !kv.trim().is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => Err(format!("{kv:?} is not key=value")),
+        })
+        .collect()
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    sluice_api::duration::Duration::parse(text).map(|d| d.get())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = EnvFilter::try_new(&args.log_level)
+        .with_context(|| format!("--log-level {:?}", args.log_level))?;
+    let (filter, handle) = reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => registry.with(fmt.with_ansi(false)).init(),
+        LogFormat::Json => registry.with(fmt.json()).init(),
+    }
+    let set_level = Arc::new(move |level: &str| {
+        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    });
+    let settings = Settings {
+        config: args.config.clone(),
+        workload: Workload {
+            namespace: args.namespace.clone(),
+            labels: args.labels.clone(),
+        },
+        ports: Ports {
+            outbound: args.outbound_port,
+            inbound: args.inbound_port,
+            admin: args.admin_port,
+            health: args.health_port,
+            metrics: args.metrics_port,
+        },
+        drain_timeout: args.drain_timeout,
+        access_log: args.access_log,
+    };
+    tracing::info!(?args, "starting");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.concurrency.max(1))
+        .enable_all()
+        .build()
+        .context("building the runtime")?;
+    runtime.block_on(sluice_proxy::run(settings, set_level, args.log_level))?;
+    Ok(())
+}

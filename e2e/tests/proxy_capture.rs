@@ -1,0 +1,301 @@
+//! Capture end to end: unknown destinations under REGISTRY_ONLY and
+//! ALLOW_ANY, opaque TCP with half-close, a server-first protocol on an
+//! undeclared port without delay, inbound to apps on loopback and on the pod
+//! IP, and draining on SIGTERM.
+
+mod proxy_support;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use anyhow::ensure;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use proxy_support::*;
+use sluice_e2e::apps::{self, AppId, banner};
+use sluice_e2e::{Node, eventually};
+
+fn mesh_config(mode: &str) -> String {
+    format!(
+        "apiVersion: sluice.dev/v1alpha1\nkind: MeshConfig\nmetadata: {{name: mesh}}\nspec:\n  outboundTrafficPolicy: {{mode: {mode}}}\n  protocolDetectionTimeout: 2s\n---\n"
+    )
+}
+
+#[test]
+fn registry_only_refuses_unknown_destinations_and_allow_any_lets_them_through() -> anyhow::Result<()>
+{
+    let node = Node::new("proxy_registry_only")?;
+    let outside = http_app(&node, "outside", "outside", "v1", 8080)?;
+    let echo_rt = outside.pod.runtime()?;
+    let _echo = echo_rt.block_on(echo_rt.spawn(async {
+        apps::serve_tcp_echo(tokio::net::TcpListener::bind("0.0.0.0:9000").await?)
+    }))??;
+    let mesh = Mesh::start(&node, &mesh_config("REGISTRY_ONLY"), &[])?;
+    let url = format!("http://{}:8080/", outside.pod.ipv4);
+    let tcp = SocketAddr::from((outside.pod.ipv4, 9000));
+
+    let refused = mesh.curl(&url, &[])?;
+    assert_eq!(refused.status, 502);
+    assert!(
+        refused.body.contains("REGISTRY_ONLY")
+            && refused.body.contains(&outside.pod.ipv4.to_string()),
+        "{}",
+        refused.body
+    );
+    let echoed = mesh.client.run(move || echo_once(tcp, b"\x00\x01opaque"));
+    assert!(
+        echoed.is_err() || echoed.as_ref().is_ok_and(Vec::is_empty),
+        "TCP is closed: {echoed:?}"
+    );
+    assert!(outside.seen().is_empty());
+    let (_, metrics) = mesh.curl_local(15090, "/metrics")?;
+    assert!(
+        metrics.contains(r#"sluice_unknown_destination_refused_total{protocol="http"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"sluice_unknown_destination_refused_total{protocol="tcp"} 1"#),
+        "{metrics}"
+    );
+
+    mesh.reconfigure(&mesh_config("ALLOW_ANY"))?;
+    let reply = mesh.curl(&url, &[])?;
+    assert_eq!((reply.status, reply.app.as_str()), (200, "outside-v1"));
+    // Over IPv6 too: the [::] listener and IP6T_SO_ORIGINAL_DST.
+    let reply = mesh.curl(&format!("http://[{}]:8080/v6", outside.pod.ipv6), &[])?;
+    assert_eq!((reply.status, reply.app.as_str()), (200, "outside-v1"));
+    assert_eq!(
+        mesh.client.run(move || echo_once(tcp, b"\x00\x01opaque"))?,
+        b"\x00\x01opaque"
+    );
+    Ok(())
+}
+
+/// Sends `payload`, half-closes, returns what came back.
+fn echo_once(addr: SocketAddr, payload: &'static [u8]) -> anyhow::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.write_all(payload)?;
+    stream.shutdown(Shutdown::Write)?;
+    let mut back = Vec::new();
+    stream.read_to_end(&mut back)?;
+    Ok(back)
+}
+
+#[test]
+fn opaque_tcp_and_a_server_first_protocol_pass_without_added_delay() -> anyhow::Result<()> {
+    let node = Node::new("proxy_tcp")?;
+    let server = node.pod("server")?;
+    let rt = server.runtime()?;
+    let (_echo, _banner) = rt.block_on(rt.spawn(async {
+        let echo = apps::serve_tcp_echo(tokio::net::TcpListener::bind("0.0.0.0:9000").await?)?;
+        let banner =
+            apps::serve_banner(tokio::net::TcpListener::bind("0.0.0.0:2525").await?, "mx")?;
+        anyhow::Ok((echo, banner))
+    }))??;
+    let yaml = format!(
+        "{}apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: backend}}\nspec:\n  hosts: [backend]\n  addresses: [10.96.0.20]\n  ports: [{{number: 9000, name: tcp-echo}}, {{number: 25, name: mail}}]\n  resolution: STATIC\n  endpoints: [{{address: {}, ports: {{mail: 2525}}}}]\n",
+        mesh_config("REGISTRY_ONLY"),
+        server.ipv4
+    );
+    let mesh = Mesh::start(&node, &yaml, &[])?;
+
+    let payload: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8).collect();
+    let sent = payload.clone();
+    let echoed = mesh.client.run(move || -> anyhow::Result<Vec<u8>> {
+        let mut stream =
+            TcpStream::connect_timeout(&SocketAddr::from(([10, 96, 0, 20], 9000)), TIMEOUT)?;
+        stream.set_read_timeout(Some(TIMEOUT))?;
+        let mut writer = stream.try_clone()?;
+        let writing = std::thread::spawn(move || -> std::io::Result<()> {
+            writer.write_all(&sent)?;
+            writer.shutdown(Shutdown::Write)
+        });
+        let mut back = Vec::new();
+        stream.read_to_end(&mut back)?;
+        writing.join().expect("writer")?;
+        Ok(back)
+    })?;
+    assert!(
+        echoed == payload,
+        "echoed {} of {} bytes",
+        echoed.len(),
+        payload.len()
+    );
+
+    // Port 25 is declared as `mail`: no protocol, so detected; the detection
+    // timeout is 2s, and the banner must not wait for it.
+    let (greeting, waited, reply) =
+        mesh.client
+            .run(|| -> anyhow::Result<(String, Duration, String)> {
+                let started = Instant::now();
+                let stream =
+                    TcpStream::connect_timeout(&SocketAddr::from(([10, 96, 0, 20], 25)), TIMEOUT)?;
+                stream.set_read_timeout(Some(TIMEOUT))?;
+                let mut lines = BufReader::new(stream.try_clone()?);
+                let mut greeting = String::new();
+                lines.read_line(&mut greeting)?;
+                let waited = started.elapsed();
+                (&stream).write_all(b"EHLO client\r\n")?;
+                let mut reply = String::new();
+                lines.read_line(&mut reply)?;
+                Ok((greeting, waited, reply))
+            })?;
+    assert_eq!(greeting, banner::greeting("mx"));
+    assert_eq!(reply, "mx: EHLO client\r\n");
+    assert!(
+        waited < Duration::from_millis(300),
+        "the banner took {waited:?} (detection timeout 2s)"
+    );
+    let (_, metrics) = mesh.curl_local(15090, "/metrics")?;
+    assert!(metrics.contains(r#"sluice_tcp_connections_closed_total{direction="outbound",destination_service="backend.default.svc.cluster.local"} 2"#), "{metrics}");
+    Ok(())
+}
+
+#[test]
+fn inbound_reaches_an_app_on_loopback_and_one_on_the_pod_ip() -> anyhow::Result<()> {
+    let node = Node::new("proxy_inbound")?;
+    let mesh = Mesh::start(&node, &mesh_config("ALLOW_ANY"), &[])?;
+    let pod_ip = mesh.client.ipv4;
+    let _apps = mesh.run(async move {
+        let lo = apps::serve_http(
+            tokio::net::TcpListener::bind("127.0.0.1:9090").await?,
+            AppId::new("local", "lo"),
+        )?;
+        let pod = apps::serve_http(
+            tokio::net::TcpListener::bind((pod_ip, 9091)).await?,
+            AppId::new("local", "pod"),
+        )?;
+        anyhow::Ok((lo, pod))
+    })?;
+    let caller = node.pod("caller")?;
+    let curl = |port: u16| -> anyhow::Result<String> {
+        let out = caller
+            .command("curl")
+            .args(["-s", "-i", "--max-time", "10"])
+            .arg(format!("http://{pod_ip}:{port}/in"))
+            .output()?;
+        let text = String::from_utf8(out.stdout)?;
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix("x-app: "))
+            .unwrap_or("")
+            .trim()
+            .to_string())
+    };
+    assert_eq!(curl(9090)?, "local-lo");
+    assert_eq!(curl(9091)?, "local-pod");
+    let (_, metrics) = mesh.curl_local(15090, "/metrics")?;
+    assert!(metrics.contains(r#"sluice_requests_total{direction="inbound",source_workload="unknown",source_namespace="unknown",destination_service="client:9090""#), "{metrics}");
+    Ok(())
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_and_exits_0() -> anyhow::Result<()> {
+    let node = Node::new("proxy_drain")?;
+    let app = http_app(&node, "app", "slow", "v1", 8080)?;
+    let yaml = service_entry(
+        "slow",
+        Ipv4Addr::new(10, 96, 0, 30),
+        "http",
+        8080,
+        &[(app.pod.ipv4.into(), "v1")],
+    );
+    let mut mesh = Mesh::start(&node, &yaml, &["--drain-timeout", "10s"])?;
+    let mut slow = mesh.client.command("curl");
+    slow.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "20",
+        "-H",
+        "x-echo-delay-ms: 1500",
+        "http://10.96.0.30/slow",
+    ]);
+    let slow = mesh.client.spawn(slow)?;
+    eventually("the app to get the slow request", TIMEOUT, || {
+        ensure!(!app.seen().is_empty(), "not yet");
+        Ok(())
+    })?;
+    kill(Pid::from_raw(mesh.proxy.pid() as i32), Signal::SIGTERM)?;
+    let status = eventually("the proxy to exit", TIMEOUT, || {
+        mesh.proxy
+            .try_status()?
+            .ok_or_else(|| anyhow::anyhow!("running"))
+    })?;
+    assert!(
+        status.success(),
+        "exit status {status}: {}",
+        mesh.proxy.stderr()
+    );
+    let out = slow.kill()?;
+    assert_eq!(
+        String::from_utf8(out.stdout)?,
+        "200",
+        "the in-flight request finished"
+    );
+    assert!(
+        mesh.proxy.stderr().contains("drained"),
+        "{}",
+        mesh.proxy.stderr()
+    );
+    Ok(())
+}
+
+#[test]
+fn service_entries_resolved_by_dns_and_passed_through_with_none() -> anyhow::Result<()> {
+    let node = Node::new("proxy_resolution")?;
+    let ext = http_app(&node, "ext", "external", "v1", 8080)?;
+    let yaml = format!(
+        r#"{}apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: api}}
+spec:
+  hosts: [api.external.test]
+  addresses: [10.96.0.50]
+  ports: [{{number: 80, name: http}}]
+  resolution: DNS
+  endpoints: [{{address: backend.external.test, ports: {{http: 8080}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: direct}}
+spec:
+  hosts: [direct.external.test]
+  addresses: [{}]
+  ports: [{{number: 8080, name: http}}]
+  resolution: NONE
+"#,
+        mesh_config("REGISTRY_ONLY"),
+        ext.pod.ipv4
+    );
+    let hosts = [
+        (ext.pod.ipv4.into(), "backend.external.test"),
+        (ext.pod.ipv4.into(), "direct.external.test"),
+        (Ipv4Addr::new(10, 96, 0, 50).into(), "api.external.test"),
+    ];
+    let mesh = Mesh::start_with_hosts(&node, &yaml, &[], &hosts)?;
+    let by_dns = mesh
+        .curl("http://api.external.test/dns", &[])
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", mesh.proxy.stderr()))?;
+    assert_eq!(
+        (by_dns.status, by_dns.app.as_str()),
+        (200, "external-v1"),
+        "{}",
+        by_dns.body
+    );
+    let none = mesh.curl("http://direct.external.test:8080/none", &[])?;
+    assert_eq!(
+        (none.status, none.app.as_str()),
+        (200, "external-v1"),
+        "{}",
+        none.body
+    );
+    let uris: Vec<String> = ext.seen().into_iter().map(|s| s.uri).collect();
+    assert_eq!(uris, ["/dns", "/none"]);
+    Ok(())
+}

@@ -1,0 +1,334 @@
+//! A meshed client pod for the proxy's end-to-end tests: sluice-init's real
+//! iptables rules and the real sluice-proxy (as uid 1337) in the client pod,
+//! and apps in pods of their own behind VIPs declared by ServiceEntries.
+
+#![allow(dead_code)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use sluice_e2e::apps::{self, AppId, HttpServer, Seen};
+use sluice_e2e::{Node, Pod, Process, binary, eventually};
+use tokio::runtime::Runtime;
+
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+/// The catalog service's VIP.
+pub const CATALOG_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+
+/// Files under `shared/examples/seeds` beside the workspace.
+pub fn seed(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/examples/seeds")
+        .join(name);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading seed {}: {e}", path.display()))
+}
+
+/// A ServiceEntry for `host` at `vip:80` (HTTP unless `protocol` says otherwise)
+/// whose endpoints are pods (address, labels), the app listening on `port`.
+pub fn service_entry(
+    host: &str,
+    vip: Ipv4Addr,
+    port_name: &str,
+    port: u16,
+    endpoints: &[(IpAddr, &str)],
+) -> String {
+    let eps: Vec<String> = endpoints
+        .iter()
+        .map(|(ip, version)| format!("  - {{address: {ip}, ports: {{{port_name}: {port}}}, labels: {{version: {version}}}}}"))
+        .collect();
+    format!(
+        "apiVersion: networking.istio.io/v1beta1\nkind: ServiceEntry\nmetadata: {{name: {host}}}\nspec:\n  hosts: [{host}]\n  addresses: [{vip}]\n  ports: [{{number: 80, name: {port_name}}}]\n  resolution: STATIC\n  location: MESH_INTERNAL\n  endpoints:\n{}\n---\n",
+        eps.join("\n")
+    )
+}
+
+/// A DestinationRule with one subset per (name, version label).
+pub fn destination_rule(host: &str, subsets: &[(&str, &str)]) -> String {
+    let subsets: Vec<String> = subsets
+        .iter()
+        .map(|(n, v)| format!("  - {{name: {n}, labels: {{version: {v}}}}}"))
+        .collect();
+    format!(
+        "apiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\nmetadata: {{name: {host}}}\nspec:\n  host: {host}\n  subsets:\n{}\n---\n",
+        subsets.join("\n")
+    )
+}
+
+/// A config directory, removed on drop.
+pub struct ConfigDir(pub PathBuf);
+
+impl ConfigDir {
+    fn new(name: &str) -> ConfigDir {
+        let dir = std::env::temp_dir().join(format!("sluice-e2e-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        ConfigDir(dir)
+    }
+
+    /// Replaces the mesh config atomically (write aside, rename), as a
+    /// config-map update would.
+    pub fn write(&self, yaml: &str) {
+        let tmp = self.0.join(".mesh.yaml.tmp");
+        std::fs::write(&tmp, yaml).unwrap();
+        std::fs::rename(&tmp, self.0.join("mesh.yaml")).unwrap();
+    }
+}
+
+impl Drop for ConfigDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An HTTP app in a pod of its own.
+pub struct App {
+    pub pod: Pod,
+    pub server: HttpServer,
+    _runtime: Runtime,
+}
+
+impl App {
+    pub fn seen(&self) -> Vec<Seen> {
+        self.server.log().seen()
+    }
+}
+
+/// Starts the echo app `name-version` on `[::]:port` in a new pod.
+pub fn http_app(
+    node: &Node,
+    pod: &str,
+    name: &str,
+    version: &str,
+    port: u16,
+) -> anyhow::Result<App> {
+    let pod = node.pod(pod)?;
+    let runtime = pod.runtime()?;
+    let id = AppId::new(name, version);
+    let server = runtime.block_on(runtime.spawn(async move {
+        let listener = tokio::net::TcpListener::bind(("::", port)).await?;
+        apps::serve_http(listener, id)
+    }))??;
+    Ok(App {
+        pod,
+        server,
+        _runtime: runtime,
+    })
+}
+
+/// The client pod with sluice-init applied and sluice-proxy running.
+pub struct Mesh {
+    pub client: Pod,
+    pub config: ConfigDir,
+    pub proxy: Process,
+    pub runtime: Runtime,
+}
+
+impl Mesh {
+    /// Makes the client pod, captures its traffic, starts the proxy on `yaml`
+    /// and waits until it is ready.
+    pub fn start(node: &Node, yaml: &str, extra_args: &[&str]) -> anyhow::Result<Mesh> {
+        Mesh::start_with_hosts(node, yaml, extra_args, &[])
+    }
+
+    /// Like [`Mesh::start`], with these `/etc/hosts` entries in the client pod
+    /// (which the proxy's resolver reads at start).
+    pub fn start_with_hosts(
+        node: &Node,
+        yaml: &str,
+        extra_args: &[&str],
+        hosts: &[(IpAddr, &str)],
+    ) -> anyhow::Result<Mesh> {
+        let client = node.pod("client")?;
+        client.set_hosts(hosts)?;
+        let config = ConfigDir::new(&client.netns);
+        config.write(yaml);
+        let init = client.command(binary("sluice-init")).output()?;
+        ensure!(
+            init.status.success(),
+            "sluice-init: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let mut cmd = client.command_as(1337, 1337, binary("sluice-proxy"));
+        cmd.arg("--config").arg(&config.0).args([
+            "--labels",
+            "app=client,version=v1",
+            "--log-level",
+            "info,sluice_proxy=debug",
+        ]);
+        cmd.args(extra_args);
+        let proxy = client.spawn(cmd)?;
+        let runtime = client.runtime()?;
+        let mesh = Mesh {
+            client,
+            config,
+            proxy,
+            runtime,
+        };
+        eventually("the proxy to be ready", TIMEOUT, || {
+            let (status, body) = mesh.curl_local(15021, "/healthz/ready")?;
+            ensure!(status == 200, "{status} {body}");
+            Ok(())
+        })?;
+        Ok(mesh)
+    }
+
+    /// GET on one of the proxy's own ports, from inside the pod, with curl.
+    pub fn curl_local(&self, port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+        let out = self
+            .client
+            .command("curl")
+            .args(["-s", "--globoff", "--max-time", "5", "-w", "\n%{http_code}"])
+            .arg(format!("http://127.0.0.1:{port}{path}"))
+            .output()?;
+        let text = String::from_utf8(out.stdout)?;
+        let (body, code) = text.rsplit_once('\n').context("no status")?;
+        Ok((code.parse()?, body.to_string()))
+    }
+
+    /// The proxy's config dump.
+    pub fn config_dump(&self) -> anyhow::Result<serde_json::Value> {
+        let (status, body) = self.curl_local(15000, "/config_dump")?;
+        ensure!(status == 200, "config_dump: {status}");
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// The config version in force.
+    pub fn config_version(&self) -> anyhow::Result<u64> {
+        self.config_dump()?["status"]["version"]
+            .as_u64()
+            .context("no version")
+    }
+
+    /// Rewrites the config and waits until the proxy has reacted (a new
+    /// version, or a reported error).
+    pub fn reconfigure(&self, yaml: &str) -> anyhow::Result<()> {
+        let before = self.config_dump()?;
+        self.config.write(yaml);
+        eventually("the proxy to take the new config", TIMEOUT, || {
+            let now = self.config_dump()?;
+            ensure!(now["status"] != before["status"], "status unchanged");
+            Ok(())
+        })
+    }
+
+    /// curl from the client app (captured), with `extra` flags.
+    pub fn curl(&self, url: &str, extra: &[&str]) -> anyhow::Result<CurlReply> {
+        let out = self
+            .client
+            .command("curl")
+            .args(["--silent", "--show-error", "--include", "--max-time", "10"])
+            .args(extra)
+            .arg(url)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "curl {url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout)?;
+        let (head, body) = text.split_once("\r\n\r\n").context("no header end")?;
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .context("no status")?
+            .parse()?;
+        let app = head
+            .lines()
+            .find_map(|l| l.strip_prefix("x-app: "))
+            .unwrap_or("")
+            .to_string();
+        Ok(CurlReply {
+            status,
+            app,
+            head: head.to_string(),
+            body: body.to_string(),
+        })
+    }
+
+    /// Runs `f` (an async block making connections) on the client pod's runtime.
+    pub fn run<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        self.runtime
+            .block_on(self.runtime.spawn(f))
+            .expect("client task")
+    }
+}
+
+/// A curl answer.
+#[derive(Debug)]
+pub struct CurlReply {
+    pub status: u16,
+    pub app: String,
+    pub head: String,
+    pub body: String,
+}
+
+impl CurlReply {
+    pub fn seen(&self) -> Seen {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {self:?}"))
+    }
+}
+
+/// An HTTP/2 (prior knowledge) connection from the client pod to `addr`.
+pub async fn h2_connect(
+    addr: SocketAddr,
+) -> anyhow::Result<hyper::client::conn::http2::SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// An HTTP/1.1 keep-alive connection from the client pod to `addr`.
+pub async fn h1_connect(
+    addr: SocketAddr,
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// The `x-app` of an answer to GET `uri` (with `host`), and its status.
+pub async fn h1_get(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    host: &str,
+    path: &str,
+) -> anyhow::Result<(u16, String)> {
+    sender.ready().await?;
+    let req = hyper::Request::get(path)
+        .header("host", host)
+        .body(Full::new(Bytes::new()))?;
+    let resp = sender.send_request(req).await?;
+    answer(resp).await
+}
+
+/// The `x-app` of an answer to GET `uri` on an HTTP/2 connection, and its status.
+pub async fn h2_get(
+    sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    uri: &str,
+) -> anyhow::Result<(u16, String)> {
+    let req = hyper::Request::get(uri).body(Full::new(Bytes::new()))?;
+    let resp = sender.send_request(req).await?;
+    answer(resp).await
+}
+
+async fn answer(resp: hyper::Response<hyper::body::Incoming>) -> anyhow::Result<(u16, String)> {
+    let status = resp.status().as_u16();
+    let app = resp
+        .headers()
+        .get("x-app")
+        .map(|v| v.to_str().unwrap_or("").to_string())
+        .unwrap_or_default();
+    resp.into_body().collect().await?;
+    Ok((status, app))
+}

@@ -1,0 +1,78 @@
+//! What can go wrong on the request path; `http::respond` turns each into the
+//! answer a client gets.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A request or connection the proxy could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The destination is outside the registry and the mesh is REGISTRY_ONLY.
+    #[error(
+        "destination {0} is not in the service registry and outboundTrafficPolicy.mode is REGISTRY_ONLY; \
+         declare it with a ServiceEntry or set the mode to ALLOW_ANY"
+    )]
+    UnknownDestination(SocketAddr),
+    /// No rule of the VirtualService matched.
+    #[error(
+        "no http route of VirtualService {vs} matches {method} {path}; add a rule without match as the last one"
+    )]
+    NoRoute {
+        /// `namespace/name` of the VirtualService.
+        vs: String,
+        /// Request method.
+        method: String,
+        /// Request path.
+        path: String,
+    },
+    /// A route names a subset no DestinationRule defines.
+    #[error(
+        "subset {subset:?} of {host} is not defined by any DestinationRule; define it or fix the route"
+    )]
+    MissingSubset {
+        /// The destination host.
+        host: String,
+        /// The subset name.
+        subset: String,
+    },
+    /// The destination has no endpoints.
+    #[error("{0} has no endpoints (no ServiceEntry endpoint matches its labels)")]
+    NoEndpoints(String),
+    /// The destination host is not in the registry.
+    #[error("destination host {0} is not in the service registry; declare it with a ServiceEntry")]
+    UnknownHost(String),
+    /// A delegate route (gateways only).
+    #[error("route delegates to VirtualService {0}; delegation applies to gateways, not sidecars")]
+    Delegate(String),
+    /// A name could not be resolved.
+    #[error("cannot resolve {host}: {reason}")]
+    Resolve {
+        /// The name.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+    /// Connecting upstream failed.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// The error.
+        source: io::Error,
+    },
+    /// The upstream failed while the request was in flight.
+    #[error("upstream {addr} failed: {source}")]
+    Upstream {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// The error.
+        source: hyper::Error,
+    },
+    /// The route's timeout passed.
+    #[error("upstream request timeout after {0:?}")]
+    Timeout(Duration),
+    /// The config is not loaded yet.
+    #[error("no config loaded yet")]
+    NotReady,
+}

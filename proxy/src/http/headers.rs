@@ -1,0 +1,160 @@
+//! Header handling: hop-by-hop headers stay on their connection, and the
+//! VirtualService's header operations apply.
+
+use http::header::{
+    CONNECTION, HeaderMap, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE,
+};
+use sluice_api::model::routes::HeaderOps;
+
+/// Headers that describe one connection and never travel on.
+const HOP_BY_HOP: [&str; 4] = [
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+/// Removes hop-by-hop headers, keeping `te: trailers` (gRPC needs it) and,
+/// when `upgrade` is set, the `connection: upgrade` + `upgrade` pair.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|name| !(upgrade && *name == UPGRADE))
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(TRANSFER_ENCODING);
+    if !upgrade {
+        headers.remove(CONNECTION);
+        headers.remove(UPGRADE);
+    }
+    let trailers = headers
+        .get(TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    if !trailers {
+        headers.remove(TE);
+    }
+}
+
+/// True when the request asks to switch protocols (WebSocket and the like).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE)
+        && headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+/// Applies set (overwrite), add (append) and remove, in Envoy's order.
+pub fn apply(ops: &HeaderOps, headers: &mut HeaderMap) {
+    for name in &ops.remove {
+        headers.remove(name.as_str());
+    }
+    for (name, value) in &ops.set {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(n, v);
+        }
+    }
+    for (name, value) in &ops.add {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.append(n, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed_but_grpc_and_upgrades_survive() {
+        type Case<'a> = (&'a [(&'a str, &'a str)], bool, &'a [&'a str]);
+        let cases: [Case<'_>; 4] = [
+            (
+                &[
+                    ("connection", "keep-alive, x-trace"),
+                    ("keep-alive", "5"),
+                    ("x-trace", "1"),
+                    ("x-app", "a"),
+                ],
+                false,
+                &["x-app"],
+            ),
+            (
+                &[("te", "trailers"), ("content-type", "application/grpc")],
+                false,
+                &["content-type", "te"],
+            ),
+            (
+                &[("te", "gzip"), ("transfer-encoding", "chunked")],
+                false,
+                &[],
+            ),
+            (
+                &[("connection", "Upgrade"), ("upgrade", "websocket")],
+                true,
+                &["connection", "upgrade"],
+            ),
+        ];
+        for (input, upgrade, kept) in cases {
+            let mut h = map(input);
+            strip_hop_by_hop(&mut h, upgrade);
+            let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+            names.sort();
+            assert_eq!(names, kept, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn upgrade_needs_both_headers() {
+        assert!(is_upgrade(&map(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket")
+        ])));
+        assert!(!is_upgrade(&map(&[("upgrade", "websocket")])));
+        assert!(!is_upgrade(&map(&[("connection", "upgrade")])));
+    }
+
+    #[test]
+    fn operations_remove_then_set_then_add() {
+        let ops = HeaderOps {
+            set: vec![("x-set".into(), "new".into())],
+            add: vec![("x-add".into(), "two".into())],
+            remove: vec!["x-gone".into()],
+        };
+        let mut h = map(&[("x-set", "old"), ("x-add", "one"), ("x-gone", "bye")]);
+        apply(&ops, &mut h);
+        assert_eq!(h.get("x-set").unwrap(), "new");
+        assert_eq!(h.get_all("x-add").iter().count(), 2);
+        assert!(!h.contains_key("x-gone"));
+    }
+}

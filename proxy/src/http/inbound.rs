@@ -1,0 +1,109 @@
+//! Inbound requests: forwarded to the app in this pod on the port they were
+//! sent to, over pooled connections, and recorded.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper::{Request, Response};
+use sluice_api::model::Protocol;
+
+use super::record::{Recorded, Recorder};
+use super::{Body, forward, headers, incoming, respond};
+use crate::Sidecar;
+use crate::metrics::{Direction, RequestLabels, RequestRecord};
+
+/// The inbound side of one client connection: the app port it was sent to.
+#[derive(Clone, Debug)]
+pub struct Inbound {
+    sidecar: Arc<Sidecar>,
+    dst: SocketAddr,
+}
+
+impl Inbound {
+    /// The handler for requests sent to the app at `dst`.
+    pub fn new(sidecar: Arc<Sidecar>, dst: SocketAddr) -> Inbound {
+        Inbound { sidecar, dst }
+    }
+
+    /// Forwards one request to the app.
+    pub async fn handle(self, req: Request<Incoming>) -> Response<Body> {
+        let started = Instant::now();
+        let mut record = self.record(&req);
+        let grpc = respond::is_grpc(req.headers());
+        let (mut parts, body) = req.into_parts();
+        let client_upgrade = parts.extensions.remove::<OnUpgrade>();
+        let upgrade = headers::is_upgrade(&parts.headers);
+        headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+        let authority =
+            forward::authority(&parts.uri, &parts.headers).unwrap_or_else(|| self.dst.to_string());
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/".into(), |p| p.as_str().to_string());
+        let version = forward::version(Protocol::Detect, parts.version, upgrade);
+        let req = forward::request(
+            parts.method,
+            &authority,
+            &path,
+            parts.headers,
+            incoming(body),
+            version,
+        );
+        let timeout = self
+            .sidecar
+            .store
+            .current()
+            .map_or(std::time::Duration::from_secs(10), |s| {
+                s.model.mesh.connect_timeout
+            });
+        let resp = match self
+            .sidecar
+            .inbound_pool
+            .send(self.dst, version, req, timeout)
+            .await
+        {
+            Ok(resp) => forward::response(resp, parts.version, client_upgrade),
+            Err(failed) => {
+                record.error = Some(failed.error.to_string());
+                respond::error(&failed.error, grpc)
+            }
+        };
+        record.labels.response_code = resp.status().as_u16();
+        let (parts, body) = resp.into_parts();
+        let body = Recorded::new(
+            body,
+            Recorder::new(self.sidecar.metrics.clone(), record, started),
+        );
+        Response::from_parts(parts, Body::new(body))
+    }
+
+    fn record(&self, req: &Request<Incoming>) -> RequestRecord {
+        let id = &self.sidecar.identity;
+        RequestRecord {
+            labels: RequestLabels {
+                direction: Direction::Inbound,
+                source_workload: "unknown".into(),
+                source_namespace: "unknown".into(),
+                destination_service: format!("{}:{}", id.workload, self.dst.port()),
+                destination_subset: String::new(),
+                destination_version: id.version.clone(),
+                response_code: 0,
+            },
+            method: req.method().to_string(),
+            authority: forward::authority(req.uri(), req.headers()).unwrap_or_default(),
+            path: req
+                .uri()
+                .path_and_query()
+                .map_or("/".into(), |p| p.as_str().to_string()),
+            protocol: format!("{:?}", req.version()),
+            upstream: Some(self.dst),
+            route: None,
+            error: None,
+            start: SystemTime::now(),
+            duration: Default::default(),
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! Outbound requests: route by the VirtualService, then forward to an
+//! endpoint of the chosen destination, with faults, mirrors, retries and the
+//! route's timeout; every request is recorded once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::request::Parts;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper::{Request, Response};
+use sluice_api::mesh_config::OutboundMode;
+use sluice_api::model::routes::{HeaderOps, HttpRule, RequestInfo, RetryPolicy, Target};
+
+use super::record::{Recorded, Recorder};
+use super::retry::{self, RequestBody};
+use super::route::{self, Action};
+use super::{Body, forward, headers, mirror, respond};
+use crate::Sidecar;
+use crate::balance::HashInput;
+use crate::config::Snapshot;
+use crate::destination::{self, Destination, Endpoint};
+use crate::error::ProxyError;
+use crate::metrics::{Direction, RequestLabels, RequestRecord};
+
+/// The outbound side of one client connection: where it was going.
+#[derive(Clone, Debug)]
+pub struct Outbound {
+    sidecar: Arc<Sidecar>,
+    dst: SocketAddr,
+    peer: SocketAddr,
+}
+
+/// What a forwarded request needs besides the request itself.
+struct Route<'s> {
+    rule: Option<&'s HttpRule>,
+    matched_prefix: Option<&'s str>,
+    target: &'s Target,
+    target_headers: Option<&'s HeaderOps>,
+}
+
+impl Outbound {
+    /// The handler for requests of a connection from `peer` to `dst`.
+    pub fn new(sidecar: Arc<Sidecar>, dst: SocketAddr, peer: SocketAddr) -> Outbound {
+        Outbound { sidecar, dst, peer }
+    }
+
+    /// Answers one request.
+    pub async fn handle(self, req: Request<Incoming>) -> Response<Body> {
+        let started = Instant::now();
+        let mut record = self.record(&req);
+        let grpc = respond::is_grpc(req.headers());
+        let resp = match self.sidecar.store.current() {
+            Some(snap) => self.route(&snap, req, &mut record, grpc).await,
+            None => respond::error(&ProxyError::NotReady, grpc),
+        };
+        record.labels.response_code = resp.status().as_u16();
+        let (parts, body) = resp.into_parts();
+        let body = Recorded::new(
+            body,
+            Recorder::new(self.sidecar.metrics.clone(), record, started),
+        );
+        Response::from_parts(parts, Body::new(body))
+    }
+
+    async fn route(
+        &self,
+        snap: &Arc<Snapshot>,
+        req: Request<Incoming>,
+        record: &mut RequestRecord,
+        grpc: bool,
+    ) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let authority =
+            forward::authority(&parts.uri, &parts.headers).unwrap_or_else(|| self.dst.to_string());
+        let info = RequestInfo {
+            method: parts.method.as_str(),
+            scheme: "http",
+            authority: &authority,
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            port: self.dst.port(),
+            headers: &parts.headers,
+        };
+        let routed = route::route(&snap.model, &info, self.dst);
+        record.route = routed.rule.and_then(|r| r.name.clone());
+        let mut resp = match routed.action {
+            Action::Respond { status, body } => respond::text(status, body),
+            Action::Redirect { location, code } => respond::redirect(&location, code),
+            Action::Fail(err) => self.fail(snap, err, record, grpc),
+            Action::Forward { target, headers } => {
+                let route = Route {
+                    rule: routed.rule,
+                    matched_prefix: routed.matched_prefix,
+                    target: &target,
+                    target_headers: headers,
+                };
+                self.forward(snap, route, authority.clone(), parts, body, record, grpc)
+                    .await
+            }
+        };
+        if let Some(rule) = routed.rule {
+            headers::apply(&rule.response_headers, resp.headers_mut());
+        }
+        resp
+    }
+
+    fn fail(
+        &self,
+        snap: &Snapshot,
+        err: ProxyError,
+        record: &mut RequestRecord,
+        grpc: bool,
+    ) -> Response<Body> {
+        if matches!(err, ProxyError::UnknownDestination(_))
+            && snap.model.mesh.outbound == OutboundMode::RegistryOnly
+        {
+            self.sidecar.metrics.refused("http");
+        }
+        tracing::debug!(dst = %self.dst, "{err}");
+        record.error = Some(err.to_string());
+        respond::error(&err, grpc)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn forward(
+        &self,
+        snap: &Arc<Snapshot>,
+        route: Route<'_>,
+        authority: String,
+        mut parts: Parts,
+        body: Incoming,
+        record: &mut RequestRecord,
+        grpc: bool,
+    ) -> Response<Body> {
+        record.labels.destination_service = route.target.host.clone();
+        record.labels.destination_subset = route.target.subset_name.clone().unwrap_or_default();
+        let dest = match destination::resolve(snap, route.target, self.dst) {
+            Ok(d) => d,
+            Err(e) => return self.fail(snap, e, record, grpc),
+        };
+        if let Some(resp) = fault(route.rule).await {
+            return resp;
+        }
+        let client_upgrade = parts.extensions.remove::<OnUpgrade>();
+        let upgrade = headers::is_upgrade(&parts.headers);
+        headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+        if let Some(rule) = route.rule {
+            headers::apply(&rule.request_headers, &mut parts.headers);
+        }
+        if let Some(ops) = route.target_headers {
+            headers::apply(ops, &mut parts.headers);
+        }
+        let rewrite = route.rule.and_then(|r| r.rewrite.as_ref());
+        let authority = rewrite
+            .and_then(route::rewrite_authority)
+            .map_or(authority, str::to_string);
+        let path = match rewrite {
+            Some(rw) => route::rewrite_path(
+                rw,
+                route.matched_prefix,
+                parts.uri.path(),
+                parts.uri.query(),
+            ),
+            None => parts
+                .uri
+                .path_and_query()
+                .map_or("/".into(), |p| p.as_str().to_string()),
+        };
+        let mut body = match RequestBody::prepare(body).await {
+            Ok(b) => b,
+            Err(e) => {
+                return respond::text(400, format!("sluice: reading the request body: {e}\n"));
+            }
+        };
+        if let Some(rule) = route.rule {
+            self.mirror(snap, rule, &parts, &authority, &path, &mut body);
+        }
+        let version = forward::version(dest.protocol, parts.version, upgrade);
+        let request = Upstream {
+            parts: &parts,
+            authority: &authority,
+            path: &path,
+            version,
+        };
+        let default_retries;
+        let retries = match route.rule {
+            Some(r) => &r.retries,
+            None => {
+                default_retries = RetryPolicy::mesh_default();
+                &default_retries
+            }
+        };
+        let attempts = self.attempts(snap, &dest, &request, body, retries);
+        let outcome = match route.rule.and_then(|r| r.timeout) {
+            Some(t) => tokio::time::timeout(t, attempts)
+                .await
+                .unwrap_or(Err(ProxyError::Timeout(t))),
+            None => attempts.await,
+        };
+        match outcome {
+            Ok((resp, endpoint)) => {
+                record.upstream = Some(endpoint.addr);
+                record.labels.destination_version = endpoint.version.unwrap_or_default();
+                forward::response(resp, parts.version, client_upgrade)
+            }
+            Err(e) => self.fail(snap, e, record, grpc),
+        }
+    }
+
+    /// Tries, and retries as the policy allows, on freshly chosen endpoints.
+    async fn attempts(
+        &self,
+        snap: &Snapshot,
+        dest: &Destination<'_>,
+        request: &Upstream<'_>,
+        mut body: RequestBody,
+        retries: &RetryPolicy,
+    ) -> Result<(Response<Incoming>, Endpoint), ProxyError> {
+        let hash = HashInput {
+            headers: Some(&request.parts.headers),
+            query: request.parts.uri.query().unwrap_or(""),
+            source: Some(self.peer.ip()),
+        };
+        let connect_timeout = dest.connect_timeout(snap);
+        let mut unsent = body.take();
+        let mut n = 1;
+        loop {
+            let endpoint = dest.pick(&self.sidecar, self.dst, &hash).await?;
+            let try_body = unsent
+                .take()
+                .or_else(|| body.take())
+                .unwrap_or_else(super::empty);
+            let req = request.build(try_body);
+            let sent = self.sidecar.outbound_pool.send(
+                endpoint.addr,
+                request.version,
+                req,
+                connect_timeout,
+            );
+            let result = match retries.per_try_timeout {
+                Some(t) => tokio::time::timeout(t, sent).await.unwrap_or_else(|_| {
+                    Err(Box::new(super::pool::Failed {
+                        error: ProxyError::Timeout(t),
+                        request: None,
+                    }))
+                }),
+                None => sent.await,
+            };
+            let more = n <= retries.attempts;
+            let status = result.as_ref().ok().map(|r| r.status().as_u16());
+            if status.is_some() || matches!(&result, Err(f) if retry::is_endpoint_failure(&f.error))
+            {
+                dest.record(&self.sidecar, endpoint.addr, status);
+            }
+            match result {
+                Ok(resp)
+                    if more && body.replayable() && retry::retry_response(&retries.on, &resp) =>
+                {
+                    tracing::debug!(upstream = %endpoint.addr, status = %resp.status(), "retrying");
+                }
+                Ok(resp) => return Ok((resp, endpoint)),
+                Err(failed) => {
+                    let again = failed.request.map(|r| r.into_body());
+                    let can_resend = body.replayable() || again.is_some();
+                    if !(more && can_resend && retry::retry_error(&retries.on, &failed.error)) {
+                        return Err(failed.error);
+                    }
+                    tracing::debug!("retrying after: {}", failed.error);
+                    unsent = again.filter(|_| !body.replayable());
+                }
+            }
+            n += 1;
+            tokio::time::sleep(retry::backoff(retries.backoff, n)).await;
+        }
+    }
+
+    /// Sends copies to the rule's mirrors that this request is sampled for.
+    fn mirror(
+        &self,
+        snap: &Arc<Snapshot>,
+        rule: &HttpRule,
+        parts: &Parts,
+        authority: &str,
+        path: &str,
+        body: &mut RequestBody,
+    ) {
+        let chosen: Vec<&Target> = rule
+            .mirrors
+            .iter()
+            .filter(|m| sampled(m.percent))
+            .map(|m| &m.target)
+            .collect();
+        if chosen.is_empty() {
+            return;
+        }
+        let copies: Vec<Body> = match body {
+            RequestBody::Replayable(bytes) => {
+                chosen.iter().map(|_| super::full(bytes.clone())).collect()
+            }
+            RequestBody::Streaming(_) => {
+                let Some(main) = body.take() else { return };
+                let (main, copies) = mirror::tee(main, chosen.len());
+                *body = RequestBody::Streaming(main);
+                copies
+            }
+            RequestBody::Sent => return,
+        };
+        let shadow = shadow_authority(authority, &snap.model.mesh.mirror_authority_suffix);
+        for (target, copy) in chosen.into_iter().zip(copies) {
+            let req = forward::request(
+                parts.method.clone(),
+                &shadow,
+                path,
+                parts.headers.clone(),
+                copy,
+                super::Version::Http1,
+            );
+            self.sidecar.mirrors.dispatch(
+                &self.sidecar,
+                snap.clone(),
+                target.clone(),
+                self.dst,
+                parts.version,
+                req,
+            );
+        }
+    }
+
+    fn record(&self, req: &Request<Incoming>) -> RequestRecord {
+        let id = &self.sidecar.identity;
+        RequestRecord {
+            labels: RequestLabels {
+                direction: Direction::Outbound,
+                source_workload: id.workload.clone(),
+                source_namespace: id.namespace.clone(),
+                destination_service: self.dst.to_string(),
+                destination_subset: String::new(),
+                destination_version: String::new(),
+                response_code: 0,
+            },
+            method: req.method().to_string(),
+            authority: forward::authority(req.uri(), req.headers()).unwrap_or_default(),
+            path: req
+                .uri()
+                .path_and_query()
+                .map_or("/".into(), |p| p.as_str().to_string()),
+            protocol: format!("{:?}", req.version()),
+            upstream: None,
+            route: None,
+            error: None,
+            start: SystemTime::now(),
+            duration: Default::default(),
+        }
+    }
+}
+
+/// The upstream request, built again for each try.
+struct Upstream<'a> {
+    parts: &'a Parts,
+    authority: &'a str,
+    path: &'a str,
+    version: super::Version,
+}
+
+impl Upstream<'_> {
+    fn build(&self, body: Body) -> Request<Body> {
+        let p = self.parts;
+        forward::request(
+            p.method.clone(),
+            self.authority,
+            self.path,
+            p.headers.clone(),
+            body,
+            self.version,
+        )
+    }
+}
+
+/// Applies the rule's fault: a delay, then possibly an abort.
+async fn fault(rule: Option<&HttpRule>) -> Option<Response<Body>> {
+    let fault = rule?.fault.as_ref()?;
+    if let Some((delay, percent)) = fault.delay
+        && sampled(percent)
+    {
+        tokio::time::sleep(delay).await;
+    }
+    let (status, percent) = fault.abort?;
+    sampled(percent).then(|| respond::text(status, "fault filter abort\n"))
+}
+
+/// True for `percent` of calls.
+fn sampled(percent: f64) -> bool {
+    percent >= 100.0 || fastrand::f64() * 100.0 < percent
+}
+
+/// The authority of a mirrored request: the host with the suffix, as Istio
+/// does (`catalog:80` becomes `catalog-shadow:80`).
+pub fn shadow_authority(authority: &str, suffix: &str) -> String {
+    let host = route::strip_port(authority);
+    format!("{host}{suffix}{}", &authority[host.len()..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shadow_authorities() {
+        let cases = [
+            ("catalog", "catalog-shadow"),
+            ("catalog:80", "catalog-shadow:80"),
+            (
+                "catalog.shop.svc.cluster.local:8080",
+                "catalog.shop.svc.cluster.local-shadow:8080",
+            ),
+        ];
+        for (authority, expected) in cases {
+            assert_eq!(shadow_authority(authority, "-shadow"), expected);
+        }
+    }
+}

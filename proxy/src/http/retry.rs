@@ -1,0 +1,158 @@
+//! Retries: which failures and answers are retried, with what pause, and
+//! which request bodies can be sent again.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use hyper::Response;
+use hyper::body::{Body as _, Incoming};
+use sluice_api::model::routes::RetryOn;
+
+use super::{Body, full, incoming};
+use crate::error::ProxyError;
+
+/// Request bodies up to this size (by Content-Length) are buffered, so the
+/// request can be retried and mirrored whole.
+pub const MAX_REPLAY: u64 = 64 * 1024;
+
+/// A request body: in memory (replayable) or streaming (sent once).
+#[derive(Debug)]
+pub enum RequestBody {
+    /// Known small or empty, read in full.
+    Replayable(Bytes),
+    /// Large or of unknown length (gRPC streams, chunked uploads).
+    Streaming(Body),
+    /// Streamed already: it cannot be sent again.
+    Sent,
+}
+
+impl RequestBody {
+    /// Reads a small body whole; leaves others streaming.
+    pub async fn prepare(body: Incoming) -> Result<RequestBody, hyper::Error> {
+        if body.is_end_stream() {
+            return Ok(RequestBody::Replayable(Bytes::new()));
+        }
+        match body.size_hint().exact() {
+            Some(n) if n <= MAX_REPLAY => {
+                Ok(RequestBody::Replayable(body.collect().await?.to_bytes()))
+            }
+            _ => Ok(RequestBody::Streaming(incoming(body))),
+        }
+    }
+
+    /// The body for one try: a copy of the buffered bytes, or the stream (once).
+    pub fn take(&mut self) -> Option<Body> {
+        match self {
+            RequestBody::Replayable(b) => Some(full(b.clone())),
+            RequestBody::Streaming(_) => match std::mem::replace(self, RequestBody::Sent) {
+                RequestBody::Streaming(b) => Some(b),
+                _ => None,
+            },
+            RequestBody::Sent => None,
+        }
+    }
+
+    /// True when another try can send the body again.
+    pub fn replayable(&self) -> bool {
+        matches!(self, RequestBody::Replayable(_))
+    }
+}
+
+/// True when a failure before an answer is retried under `on`.
+pub fn retry_error(on: &RetryOn, err: &ProxyError) -> bool {
+    let any_5xx = on.server_error || on.gateway_error;
+    match err {
+        ProxyError::Connect { .. } => any_5xx || on.connect_failure,
+        ProxyError::Upstream { .. } | ProxyError::Timeout(_) => any_5xx || on.reset,
+        _ => false,
+    }
+}
+
+/// True for failures that count against the endpoint (outlier detection).
+pub fn is_endpoint_failure(err: &ProxyError) -> bool {
+    matches!(
+        err,
+        ProxyError::Connect { .. } | ProxyError::Upstream { .. } | ProxyError::Timeout(_)
+    )
+}
+
+/// True when an answer is retried under `on`: by HTTP status, or by the gRPC
+/// status of a trailers-only answer.
+pub fn retry_response(on: &RetryOn, resp: &Response<Incoming>) -> bool {
+    if on.status(resp.status().as_u16()) {
+        return true;
+    }
+    let grpc = resp
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok());
+    let name = match grpc {
+        Some("1") => "cancelled",
+        Some("4") => "deadline-exceeded",
+        Some("8") => "resource-exhausted",
+        Some("13") => "internal",
+        Some("14") => "unavailable",
+        _ => return false,
+    };
+    on.grpc.iter().any(|g| g == name)
+}
+
+/// Pause before try `n` (2, 3, ...): exponential from `base`, capped at ten
+/// times it, with full jitter.
+pub fn backoff(base: Duration, n: u32) -> Duration {
+    let ceiling = base
+        .saturating_mul(1 << n.saturating_sub(2).min(8))
+        .min(base * 10);
+    ceiling.mul_f64(fastrand::f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_streamed_body_is_sent_once() {
+        let mut body = RequestBody::Streaming(crate::http::empty());
+        assert!(!body.replayable());
+        assert!(body.take().is_some());
+        assert!(body.take().is_none());
+        assert!(!body.replayable());
+        let mut small = RequestBody::Replayable(Bytes::from_static(b"abc"));
+        assert!(small.take().is_some() && small.take().is_some() && small.replayable());
+    }
+
+    #[test]
+    fn what_is_retried() {
+        let connect = ProxyError::Connect {
+            addr: "10.0.0.1:80".parse().unwrap(),
+            source: std::io::ErrorKind::ConnectionRefused.into(),
+        };
+        let cases = [
+            ("connect-failure", &connect, true),
+            ("5xx", &connect, true),
+            ("retriable-4xx", &connect, false),
+            ("reset", &ProxyError::Timeout(Duration::from_secs(1)), true),
+            (
+                "connect-failure",
+                &ProxyError::NoEndpoints("x".into()),
+                false,
+            ),
+        ];
+        for (on, err, expected) in cases {
+            assert_eq!(
+                retry_error(&RetryOn::parse(on), err),
+                expected,
+                "{on} {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_stays_under_its_ceiling() {
+        let base = Duration::from_millis(25);
+        for n in 2..20 {
+            assert!(backoff(base, n) <= base * 10);
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Listening sockets and accept loops: IPv4 and, where the pod has it, IPv6
+//! on separate sockets; each connection runs on its own task and holds a
+//! drain watch until it is done.
+
+pub mod inbound;
+pub mod outbound;
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::drain;
+
+/// Binds `port` on every address of the pod: 0.0.0.0 and, when the kernel
+/// and pod have IPv6, `[::]` (IPv6 only, so the two never collide).
+pub fn bind_all(port: u16) -> io::Result<Vec<TcpListener>> {
+    let mut listeners = vec![bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port))?];
+    match bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)) {
+        Ok(l) => listeners.push(l),
+        Err(e) => tracing::debug!(port, "no IPv6 listener: {e}"),
+    }
+    Ok(listeners)
+}
+
+/// Binds one address (reuse-address, IPv6-only for IPv6).
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if matches!(addr.ip(), IpAddr::V6(_)) {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Accepts connections on `listeners` until draining starts, running
+/// `handle` for each on its own task with a drain watch.
+pub async fn serve<H, F>(listeners: Vec<TcpListener>, drain: drain::Watch, handle: H)
+where
+    H: Fn(TcpStream, SocketAddr, drain::Watch) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let loops: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| tokio::spawn(accept_loop(listener, drain.clone(), handle.clone())))
+        .collect();
+    drop(drain);
+    for l in loops {
+        let _ = l.await;
+    }
+}
+
+async fn accept_loop<H, F>(listener: TcpListener, drain: drain::Watch, handle: H)
+where
+    H: Fn(TcpStream, SocketAddr, drain::Watch) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let local = listener.local_addr().ok();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = drain.signaled() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(handle(stream, peer, drain.clone()));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: pause rather than spin.
+                tracing::warn!(?local, "accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+    tracing::debug!(?local, "stopped accepting");
+}

@@ -1,0 +1,373 @@
+//! Prometheus metrics, and the one place a finished request or connection is
+//! recorded (metrics and the access log line together).
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+
+/// Which way traffic flows through the proxy.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// From the pod's app to the mesh.
+    Outbound,
+    /// From the mesh to the pod's app.
+    Inbound,
+}
+
+impl EncodeLabelValue for Direction {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let name = match self {
+            Direction::Outbound => "outbound",
+            Direction::Inbound => "inbound",
+        };
+        EncodeLabelValue::encode(&name, encoder)
+    }
+}
+
+/// Labels of request metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet, Serialize)]
+pub struct RequestLabels {
+    /// Outbound or inbound.
+    pub direction: Direction,
+    /// The calling workload (`app` label, else `unknown`).
+    pub source_workload: String,
+    /// The calling workload's namespace.
+    pub source_namespace: String,
+    /// The destination service host, or the address for unknown destinations.
+    pub destination_service: String,
+    /// The DestinationRule subset routed to.
+    pub destination_subset: String,
+    /// The `version` label of the endpoint that answered.
+    pub destination_version: String,
+    /// The status code sent to the client.
+    pub response_code: u16,
+}
+
+/// Labels of TCP metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TcpLabels {
+    /// Outbound or inbound.
+    pub direction: Direction,
+    /// The destination service host, or the address for unknown destinations.
+    pub destination_service: String,
+}
+
+/// Labels of mirror metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MirrorLabels {
+    /// The mirror's destination host.
+    pub destination_service: String,
+}
+
+/// Labels of refusals.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// `http` or `tcp`.
+    pub protocol: &'static str,
+}
+
+/// Config metrics.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigMetrics {
+    /// Version in force.
+    pub version: Gauge,
+    /// Changes rejected.
+    pub reload_errors: Counter,
+}
+
+/// Every metric of the proxy.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<RequestLabels, Histogram>,
+    tcp_opened: Family<TcpLabels, Counter>,
+    tcp_closed: Family<TcpLabels, Counter>,
+    tcp_sent: Family<TcpLabels, Counter>,
+    tcp_received: Family<TcpLabels, Counter>,
+    mirrored: Family<MirrorLabels, Counter>,
+    mirror_dropped: Family<MirrorLabels, Counter>,
+    refused: Family<RefusedLabels, Counter>,
+    /// Config version and reload errors.
+    pub config: ConfigMetrics,
+    access_log: bool,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+impl Metrics {
+    /// All metrics, registered under the `sluice` prefix; `access_log` turns on
+    /// one JSON line per request on stdout.
+    pub fn new(access_log: bool) -> Metrics {
+        let mut registry = Registry::with_prefix("sluice");
+        let requests = Family::default();
+        let duration = Family::new_with_constructor(duration_histogram as fn() -> Histogram);
+        let (tcp_opened, tcp_closed, tcp_sent, tcp_received) = (
+            Family::default(),
+            Family::default(),
+            Family::default(),
+            Family::default(),
+        );
+        let (mirrored, mirror_dropped, refused) =
+            (Family::default(), Family::default(), Family::default());
+        let config = ConfigMetrics::default();
+        registry.register("requests", "HTTP requests answered", requests.clone());
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to response end",
+            duration.clone(),
+        );
+        registry.register(
+            "tcp_connections_opened",
+            "TCP connections opened",
+            tcp_opened.clone(),
+        );
+        registry.register(
+            "tcp_connections_closed",
+            "TCP connections closed",
+            tcp_closed.clone(),
+        );
+        registry.register(
+            "tcp_sent_bytes",
+            "Bytes sent to the destination",
+            tcp_sent.clone(),
+        );
+        registry.register(
+            "tcp_received_bytes",
+            "Bytes received from the destination",
+            tcp_received.clone(),
+        );
+        registry.register(
+            "mirrored_requests",
+            "Request copies sent to mirrors",
+            mirrored.clone(),
+        );
+        registry.register(
+            "mirror_dropped_requests",
+            "Request copies dropped (mirror queue full)",
+            mirror_dropped.clone(),
+        );
+        registry.register(
+            "unknown_destination_refused",
+            "Connections and requests refused under REGISTRY_ONLY",
+            refused.clone(),
+        );
+        registry.register(
+            "config_version",
+            "Config version in force",
+            config.version.clone(),
+        );
+        registry.register(
+            "config_reload_errors",
+            "Config changes rejected",
+            config.reload_errors.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            tcp_opened,
+            tcp_closed,
+            tcp_sent,
+            tcp_received,
+            mirrored,
+            mirror_dropped,
+            refused,
+            config,
+            access_log,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Records a finished request: metrics, and the access log line.
+    pub fn request(&self, record: &RequestRecord) {
+        self.requests.get_or_create(&record.labels).inc();
+        self.duration
+            .get_or_create(&record.labels)
+            .observe(record.duration.as_secs_f64());
+        if self.access_log {
+            access_log(&AccessLine::from(record));
+        }
+    }
+
+    /// Records an opened TCP connection.
+    pub fn tcp_opened(&self, labels: &TcpLabels) {
+        self.tcp_opened.get_or_create(labels).inc();
+    }
+
+    /// Records a closed TCP connection and its byte counts.
+    pub fn tcp_closed(&self, labels: &TcpLabels, sent: u64, received: u64) {
+        self.tcp_closed.get_or_create(labels).inc();
+        self.tcp_sent.get_or_create(labels).inc_by(sent);
+        self.tcp_received.get_or_create(labels).inc_by(received);
+    }
+
+    /// Records a mirrored request copy.
+    pub fn mirrored(&self, host: &str) {
+        self.mirrored
+            .get_or_create(&MirrorLabels {
+                destination_service: host.to_string(),
+            })
+            .inc();
+    }
+
+    /// Records a request copy dropped because too many are in flight.
+    pub fn mirror_dropped(&self, host: &str) {
+        self.mirror_dropped
+            .get_or_create(&MirrorLabels {
+                destination_service: host.to_string(),
+            })
+            .inc();
+    }
+
+    /// Records a refusal of an unknown destination.
+    pub fn refused(&self, protocol: &'static str) {
+        self.refused
+            .get_or_create(&RefusedLabels { protocol })
+            .inc();
+    }
+}
+
+/// A finished request, as metrics and the access log see it.
+#[derive(Clone, Debug)]
+pub struct RequestRecord {
+    /// Metric labels.
+    pub labels: RequestLabels,
+    /// Method.
+    pub method: String,
+    /// Authority as the client sent it.
+    pub authority: String,
+    /// Path and query.
+    pub path: String,
+    /// `HTTP/1.1` or `HTTP/2.0`.
+    pub protocol: String,
+    /// The endpoint that answered, if one did.
+    pub upstream: Option<SocketAddr>,
+    /// The route that matched, if named.
+    pub route: Option<String>,
+    /// What went wrong, when the proxy answered itself.
+    pub error: Option<String>,
+    /// When the request arrived.
+    pub start: SystemTime,
+    /// Time to the end of the response.
+    pub duration: Duration,
+}
+
+#[derive(Serialize)]
+struct AccessLine<'a> {
+    start_time: String,
+    direction: Direction,
+    method: &'a str,
+    authority: &'a str,
+    path: &'a str,
+    protocol: &'a str,
+    response_code: u16,
+    duration_ms: f64,
+    upstream_host: Option<SocketAddr>,
+    destination_service: &'a str,
+    destination_subset: &'a str,
+    route_name: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
+impl<'a> From<&'a RequestRecord> for AccessLine<'a> {
+    fn from(r: &'a RequestRecord) -> Self {
+        let since = r
+            .start
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        AccessLine {
+            start_time: format!("{}.{:03}", since.as_secs(), since.subsec_millis()),
+            direction: r.labels.direction,
+            method: &r.method,
+            authority: &r.authority,
+            path: &r.path,
+            protocol: &r.protocol,
+            response_code: r.labels.response_code,
+            duration_ms: r.duration.as_secs_f64() * 1000.0,
+            upstream_host: r.upstream,
+            destination_service: &r.labels.destination_service,
+            destination_subset: &r.labels.destination_subset,
+            route_name: r.route.as_deref(),
+            error: r.error.as_deref(),
+        }
+    }
+}
+
+fn access_log(line: &AccessLine<'_>) {
+    use std::io::Write as _;
+    if let Ok(mut text) = serde_json::to_vec(line) {
+        text.push(b'\n');
+        // A closed stdout must not disturb the request path.
+        let _ = std::io::stdout().lock().write_all(&text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_shows_up_with_its_labels() {
+        let m = Metrics::new(false);
+        let labels = RequestLabels {
+            direction: Direction::Outbound,
+            source_workload: "client".into(),
+            source_namespace: "default".into(),
+            destination_service: "catalog.default.svc.cluster.local".into(),
+            destination_subset: "version-v1".into(),
+            destination_version: "v1".into(),
+            response_code: 200,
+        };
+        let record = RequestRecord {
+            labels,
+            method: "GET".into(),
+            authority: "catalog".into(),
+            path: "/".into(),
+            protocol: "HTTP/1.1".into(),
+            upstream: None,
+            route: None,
+            error: None,
+            start: SystemTime::now(),
+            duration: Duration::from_millis(3),
+        };
+        m.request(&record);
+        m.refused("tcp");
+        let text = m.encode();
+        assert!(
+            text.contains(r#"sluice_requests_total{direction="outbound",source_workload="client""#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"destination_subset="version-v1",destination_version="v1",response_code="200"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_request_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_unknown_destination_refused_total{protocol="tcp"} 1"#),
+            "{text}"
+        );
+    }
+}

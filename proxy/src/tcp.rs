@@ -1,0 +1,157 @@
+//! Opaque TCP: connecting upstream, copying bytes both ways with half-close,
+//! and choosing the destination of a connection by tcp/tls routes.
+
+mod route;
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::{TcpSocket, TcpStream};
+
+pub use route::route;
+
+use crate::error::ProxyError;
+use crate::metrics::{Metrics, TcpLabels};
+
+/// Source address for connections to the app on the pod's own IP: sluice-init
+/// never captures traffic from it, so it does not loop back to the proxy.
+const APP_SOURCE_V4: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 6);
+const APP_SOURCE_V6: Ipv6Addr = Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 6);
+
+/// Connects to `addr` within `timeout`.
+pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ProxyError> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {timeout:?}"),
+            ))
+        })
+        .map_err(|source| ProxyError::Connect { addr, source })?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Connects to the app in this pod at `addr` (the original destination, on the
+/// pod's IP) from 127.0.0.6 (`::6`); when nothing listens there, or the source
+/// cannot be used, connects to loopback on the same port, so apps bound only
+/// to 127.0.0.1 work too.
+pub async fn connect_app(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ProxyError> {
+    let loopback: IpAddr = if addr.is_ipv4() {
+        Ipv4Addr::LOCALHOST.into()
+    } else {
+        Ipv6Addr::LOCALHOST.into()
+    };
+    if addr.ip() != loopback {
+        match connect_from(addr, timeout).await {
+            Ok(stream) => return Ok(stream),
+            Err(e)
+                if e.kind() == io::ErrorKind::ConnectionRefused
+                    || e.kind() == io::ErrorKind::AddrNotAvailable => {}
+            Err(source) => return Err(ProxyError::Connect { addr, source }),
+        }
+    }
+    connect(SocketAddr::new(loopback, addr.port()), timeout).await
+}
+
+async fn connect_from(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let (socket, source) = match addr {
+        SocketAddr::V4(_) => (TcpSocket::new_v4()?, IpAddr::from(APP_SOURCE_V4)),
+        SocketAddr::V6(_) => (TcpSocket::new_v6()?, IpAddr::from(APP_SOURCE_V6)),
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    let stream = tokio::time::timeout(timeout, socket.connect(addr))
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "connect timeout")))?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Copies bytes both ways until both sides are done, passing on half-closes;
+/// first delivers what protocol detection already read from either side.
+/// Returns the bytes sent upstream and received from it.
+pub async fn splice(
+    mut client: TcpStream,
+    mut upstream: TcpStream,
+    to_upstream: &[u8],
+    to_client: &[u8],
+) -> io::Result<(u64, u64)> {
+    upstream.write_all(to_upstream).await?;
+    client.write_all(to_client).await?;
+    let (sent, received) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+    Ok((
+        sent + to_upstream.len() as u64,
+        received + to_client.len() as u64,
+    ))
+}
+
+/// Splices a proxied connection and records it in the metrics.
+pub async fn relay(
+    metrics: &Metrics,
+    labels: TcpLabels,
+    client: TcpStream,
+    upstream: TcpStream,
+    to_upstream: &[u8],
+    to_client: &[u8],
+) {
+    metrics.tcp_opened(&labels);
+    let (sent, received) = match splice(client, upstream, to_upstream, to_client).await {
+        Ok(counts) => counts,
+        Err(e) => {
+            tracing::debug!("TCP connection ended: {e}");
+            (0, 0)
+        }
+    };
+    metrics.tcp_closed(&labels, sent, received);
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt as _;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn splice_passes_half_close_and_counts_bytes() {
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server_addr = server.local_addr().unwrap();
+        let echo = tokio::spawn(async move {
+            let (mut s, _) = server.accept().await.unwrap();
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).await.unwrap();
+            s.write_all(&all).await.unwrap();
+        });
+        let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(front.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = front.accept().await.unwrap();
+        let upstream = connect(server_addr, Duration::from_secs(5)).await.unwrap();
+        let proxy = tokio::spawn(splice(accepted, upstream, b"pre-", b""));
+        client.write_all(b"payload").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        client.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"pre-payload");
+        assert_eq!(proxy.await.unwrap().unwrap(), (11, 11));
+        echo.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn app_on_loopback_only_is_reached_through_the_fallback() {
+        let app = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = app.local_addr().unwrap().port();
+        // 127.0.0.2 stands for the pod IP: nothing listens there.
+        let stream = connect_app(
+            SocketAddr::from(([127, 0, 0, 2], port)),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), app.local_addr().unwrap());
+    }
+}

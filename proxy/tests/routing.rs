@@ -1,0 +1,587 @@
+//! Routing through the proxy core on loopback: real listener, real sockets,
+//! real upstream apps; the original destination comes from a table.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use support::{Proxy, echo_app, get, h2, h2_get, model};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+const VIP: &str = "10.96.0.10:80";
+
+fn catalog(v1: SocketAddr, v2: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {{name: catalog}}
+spec:
+  hosts: [catalog]
+  addresses: [10.96.0.10]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  location: MESH_INTERNAL
+  endpoints:
+  - {{address: {}, ports: {{http: {}}}, labels: {{version: v1}}}}
+  - {{address: {}, ports: {{http: {}}}, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata: {{name: catalog}}
+spec:
+  host: catalog
+  subsets:
+  - {{name: version-v1, labels: {{version: v1}}}}
+  - {{name: version-v2, labels: {{version: v2}}}}
+{extra}"#,
+        v1.ip(),
+        v1.port(),
+        v2.ip(),
+        v2.port()
+    )
+}
+
+const HEADER_ROUTING: &str = r#"---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {name: catalog}
+spec:
+  hosts: [catalog]
+  gateways: [mesh]
+  http:
+  - match: [{headers: {x-istio-cohort: {exact: "internal"}}}]
+    route: [{destination: {host: catalog, subset: version-v2}}]
+  - match: [{uri: {prefix: /missing}}]
+    route: [{destination: {host: catalog, subset: version-v3}}]
+  - match: [{uri: {prefix: /slow}}]
+    timeout: 200ms
+    route: [{destination: {host: catalog, subset: version-v1}}]
+  - match: [{uri: {prefix: /abort}}]
+    fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+    route: [{destination: {host: catalog, subset: version-v1}}]
+  - match: [{uri: {prefix: /split}}]
+    route:
+    - {destination: {host: catalog, subset: version-v1}, weight: 90}
+    - {destination: {host: catalog, subset: version-v2}, weight: 10}
+  - route: [{destination: {host: catalog, subset: version-v1}}]
+"#;
+
+#[tokio::test]
+async fn header_routing_errors_timeouts_and_faults() {
+    let v1 = echo_app("127.0.0.1", "catalog", "v1").await;
+    let v2 = echo_app("127.0.0.2", "catalog", "v2").await;
+    let proxy = Proxy::start(model(&catalog(
+        v1.local_addr(),
+        v2.local_addr(),
+        HEADER_ROUTING,
+    )));
+    let addr = proxy.outbound(VIP).await;
+
+    let reply = get(addr, "catalog", "/", &[("x-istio-cohort", "internal")]).await;
+    assert_eq!(reply.app(), "catalog-v2");
+    assert_eq!(
+        reply.seen().authority.as_deref(),
+        Some("catalog"),
+        "the app sees the client's authority"
+    );
+    assert_eq!(
+        get(addr, "catalog.default:80", "/", &[]).await.app(),
+        "catalog-v1"
+    );
+
+    let missing = get(addr, "catalog", "/missing", &[]).await;
+    assert_eq!(missing.status, 503);
+    assert!(
+        missing.text().contains("\"version-v3\""),
+        "{}",
+        missing.text()
+    );
+
+    let slow = get(addr, "catalog", "/slow", &[("x-echo-delay-ms", "2000")]).await;
+    assert_eq!(slow.status, 504, "{}", slow.text());
+
+    assert_eq!(get(addr, "catalog", "/abort", &[]).await.status, 418);
+
+    let metrics = proxy.sidecar.metrics.encode();
+    assert!(
+        metrics.contains(
+            r#"destination_subset="version-v2",destination_version="v2",response_code="200"} 1"#
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn weights_apply_per_request_on_one_http2_connection() {
+    let v1 = echo_app("127.0.0.1", "catalog", "v1").await;
+    let v2 = echo_app("127.0.0.2", "catalog", "v2").await;
+    let proxy = Proxy::start(model(&catalog(
+        v1.local_addr(),
+        v2.local_addr(),
+        HEADER_ROUTING,
+    )));
+    let mut conn = h2(proxy.outbound(VIP).await).await;
+    let mut v2_count = 0;
+    for i in 0..100 {
+        let reply = h2_get(&mut conn, "http://catalog/split", &[]).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            reply.seen().proto,
+            "HTTP/1.1",
+            "the port is declared `http`: HTTP/1.1 upstream"
+        );
+        if reply.app() == "catalog-v2" {
+            v2_count += 1;
+        }
+        if i == 9 {
+            assert_eq!(v2_count, 1, "smooth weights: one in the first ten");
+        }
+    }
+    assert_eq!(v2_count, 10);
+}
+
+#[tokio::test]
+async fn unknown_destinations_follow_the_outbound_policy() {
+    let outside = echo_app("127.0.0.3", "outside", "v1").await;
+    let dst = outside.local_addr().to_string();
+    for (mode, expected) in [("ALLOW_ANY", 200), ("REGISTRY_ONLY", 502)] {
+        let yaml = format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: MeshConfig\nmetadata: {{name: mesh}}\nspec:\n  outboundTrafficPolicy: {{mode: {mode}}}\n"
+        );
+        let proxy = Proxy::start(model(&yaml));
+        let addr = proxy.outbound(&dst).await;
+        let reply = get(addr, "outside", "/", &[]).await;
+        assert_eq!(reply.status, expected, "{mode}: {}", reply.text());
+        if expected == 502 {
+            assert!(reply.text().contains("REGISTRY_ONLY"), "{}", reply.text());
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            tcp.write_all(b"\x00binary").await.unwrap();
+            let mut buf = [0; 8];
+            assert_eq!(tcp.read(&mut buf).await.unwrap_or(0), 0, "TCP is closed");
+            let metrics = proxy.sidecar.metrics.encode();
+            assert!(
+                metrics.contains(r#"sluice_unknown_destination_refused_total{protocol="http"} 1"#),
+                "{metrics}"
+            );
+            assert!(
+                metrics.contains(r#"sluice_unknown_destination_refused_total{protocol="tcp"} 1"#),
+                "{metrics}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn server_first_protocol_on_an_undeclared_port_has_no_added_delay() {
+    let banner = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = banner.local_addr().unwrap().port();
+    let _app = sluice_e2e::apps::serve_banner(banner, "mx").unwrap();
+    let yaml = format!(
+        r#"
+apiVersion: sluice.dev/v1alpha1
+kind: MeshConfig
+metadata: {{name: mesh}}
+spec: {{protocolDetectionTimeout: 5s}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: mail}}
+spec:
+  hosts: [mail]
+  addresses: [10.96.0.25]
+  ports: [{{number: 25, name: smtp}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1, ports: {{smtp: {port}}}}}]
+"#
+    );
+    let proxy = Proxy::start(model(&yaml));
+    let addr = proxy.outbound("10.96.0.25:25").await;
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut greeting = vec![0; 64];
+    let n = stream.read(&mut greeting).await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!(
+        &greeting[..n],
+        sluice_e2e::apps::banner::greeting("mx").as_bytes()
+    );
+    assert!(
+        waited < Duration::from_millis(500),
+        "banner after {waited:?}; the detection timeout is 5s"
+    );
+    stream.write_all(b"hello\r\n").await.unwrap();
+    let n = stream.read(&mut greeting).await.unwrap();
+    assert_eq!(&greeting[..n], b"mx: hello\r\n");
+}
+
+#[tokio::test]
+async fn mirrors_get_a_shadow_copy_and_a_hanging_mirror_changes_nothing() {
+    let v1 = echo_app("127.0.0.1", "catalog", "v1").await;
+    let v2 = echo_app("127.0.0.2", "catalog", "v2").await;
+    let mirror = r#"---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: catalog}
+spec:
+  hosts: [catalog]
+  http:
+  - route: [{destination: {host: catalog, subset: version-v1}, weight: 100}]
+    mirror: {host: catalog, subset: version-v2}
+    mirrorPercent: 100
+"#;
+    let proxy = Proxy::start(model(&catalog(v1.local_addr(), v2.local_addr(), mirror)));
+    let addr = proxy.outbound(VIP).await;
+    for i in 0..5 {
+        let reply = get(addr, "catalog:80", &format!("/m{i}"), &[]).await;
+        assert_eq!(reply.app(), "catalog-v1");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while v2.log().seen().len() < 5 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let shadows = v2.log().seen();
+    assert_eq!(shadows.len(), 5, "{shadows:?}");
+    assert!(
+        shadows
+            .iter()
+            .all(|s| s.authority.as_deref() == Some("catalog-shadow:80")),
+        "{shadows:?}"
+    );
+
+    // A mirror that accepts and never answers.
+    let hole = TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let hole_addr = hole.local_addr().unwrap();
+    let _keep = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hole.accept().await {
+            held.push(s);
+        }
+    });
+    let proxy = Proxy::start(model(&catalog(v1.local_addr(), hole_addr, mirror)));
+    let addr = proxy.outbound(VIP).await;
+    let started = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(get(addr, "catalog", "/", &[]).await.status, 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn connect_failures_are_retried_on_another_endpoint() {
+    let v1 = echo_app("127.0.0.1", "catalog", "v1").await;
+    let closed = TcpListener::bind("127.0.0.2:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let proxy = Proxy::start(model(&catalog(closed, v1.local_addr(), "")));
+    let addr = proxy.outbound(VIP).await;
+    for _ in 0..6 {
+        let reply = get(addr, "catalog", "/", &[]).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+}
+
+#[tokio::test]
+async fn inbound_reaches_apps_on_loopback_and_on_the_pod_address() {
+    let on_loopback = echo_app("127.0.0.1", "app", "lo").await;
+    let on_pod_ip = echo_app("127.0.0.7", "app", "pod").await;
+    let proxy = Proxy::start(model(""));
+    // 127.0.0.9 stands for the pod IP where nothing listens: the proxy falls back to loopback.
+    let lo = proxy
+        .inbound(&format!("127.0.0.9:{}", on_loopback.local_addr().port()))
+        .await;
+    let reply = get(lo, "app", "/in", &[]).await;
+    assert_eq!(reply.app(), "app-lo");
+    let pod = proxy.inbound(&on_pod_ip.local_addr().to_string()).await;
+    let reply = get(pod, "app", "/in", &[]).await;
+    assert_eq!(reply.app(), "app-pod", "{} {}", reply.status, reply.text());
+    let metrics = proxy.sidecar.metrics.encode();
+    assert!(
+        metrics.contains(r#"sluice_requests_total{direction="inbound""#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn draining_finishes_in_flight_requests() {
+    let v1 = echo_app("127.0.0.1", "catalog", "v1").await;
+    let mut proxy = Proxy::start(model(&catalog(v1.local_addr(), v1.local_addr(), "")));
+    let addr = proxy.outbound(VIP).await;
+    let slow =
+        tokio::spawn(async move { get(addr, "catalog", "/", &[("x-echo-delay-ms", "300")]).await });
+    while v1.log().seen().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(proxy.drain(Duration::from_secs(5)).await, "drained in time");
+    assert_eq!(slow.await.unwrap().status, 200);
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+}
+
+/// A server that switches to an echo protocol on `Upgrade: echo`.
+async fn upgrade_server() -> SocketAddr {
+    use http_body_util::Empty;
+    use hyper::body::Bytes;
+    use hyper_util::rt::TokioIo;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(
+                |mut req: hyper::Request<hyper::body::Incoming>| async move {
+                    let upgraded = hyper::upgrade::on(&mut req);
+                    tokio::spawn(async move {
+                        let mut io = TokioIo::new(upgraded.await.unwrap());
+                        let mut buf = [0; 64];
+                        while let Ok(n) = io.read(&mut buf).await {
+                            if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    let resp = hyper::Response::builder()
+                        .status(101)
+                        .header("connection", "upgrade")
+                        .header("upgrade", "echo")
+                        .body(Empty::<Bytes>::new())
+                        .unwrap();
+                    Ok::<_, std::convert::Infallible>(resp)
+                },
+            );
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades(),
+            );
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn upgrades_pass_through_as_a_tunnel() {
+    let app = upgrade_server().await;
+    let proxy = Proxy::start(model(&catalog(app, app, "")));
+    let mut stream = TcpStream::connect(proxy.outbound(VIP).await).await.unwrap();
+    stream
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: catalog\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0; 1];
+        assert_eq!(
+            stream.read(&mut byte).await.unwrap(),
+            1,
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: echo"),
+        "{head}"
+    );
+    stream.write_all(b"ping").await.unwrap();
+    let mut back = [0; 4];
+    stream.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"ping");
+}
+
+/// A minimal TLS ClientHello record naming `sni`.
+fn client_hello(sni: &str) -> Vec<u8> {
+    let name = sni.as_bytes();
+    let len = |n: usize| u16::try_from(n).unwrap().to_be_bytes();
+    let mut ext = Vec::new();
+    ext.extend(len(name.len() + 3));
+    ext.push(0);
+    ext.extend(len(name.len()));
+    ext.extend(name);
+    let mut exts = vec![0, 0];
+    exts.extend(len(ext.len()));
+    exts.extend(ext);
+    let mut body = vec![3, 3];
+    body.extend([7u8; 32]);
+    body.extend([0, 0, 2, 0x13, 0x01, 1, 0]);
+    body.extend(len(exts.len()));
+    body.extend(exts);
+    let mut hs = vec![1, 0];
+    hs.extend(len(body.len()));
+    hs.extend(body);
+    let mut record = vec![0x16, 3, 1];
+    record.extend(len(hs.len()));
+    record.extend(hs);
+    record
+}
+
+/// Two banner servers, `a` and `b`, and a ServiceEntry `backend` for them on
+/// port 443 (TLS) and 5432 (TCP), with subsets `a` and `b`.
+async fn banners(rules: &str) -> (Proxy, Vec<sluice_e2e::apps::Server>) {
+    let mut servers = Vec::new();
+    let mut endpoints = String::new();
+    for (name, ip) in [("a", "127.0.0.1"), ("b", "127.0.0.2")] {
+        let l = TcpListener::bind((ip, 0)).await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        endpoints += &format!(
+            "  - {{address: {ip}, ports: {{tls: {port}, tcp-db: {port}}}, labels: {{name: {name}}}}}\n"
+        );
+        servers.push(sluice_e2e::apps::serve_banner(l, name).unwrap());
+    }
+    let yaml = format!(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: backend}}
+spec:
+  hosts: [backend]
+  addresses: [10.96.0.20]
+  ports: [{{number: 443, name: tls}}, {{number: 5432, name: tcp-db}}]
+  resolution: STATIC
+  endpoints:
+{endpoints}---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: backend}}
+spec:
+  host: backend
+  subsets: [{{name: a, labels: {{name: a}}}}, {{name: b, labels: {{name: b}}}}]
+---
+{rules}"#
+    );
+    (Proxy::start(model(&yaml)), servers)
+}
+
+async fn greeting(addr: SocketAddr, first: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(first).await.unwrap();
+    let mut buf = vec![0; 128];
+    let n = stream.read(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf[..n]).trim().to_string()
+}
+
+#[tokio::test]
+async fn tls_passes_through_routed_by_sni() {
+    let rules = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: backend}
+spec:
+  hosts: [backend]
+  tls:
+  - match: [{port: 443, sniHosts: [a.example.com]}]
+    route: [{destination: {host: backend, subset: a}}]
+  - match: [{port: 443, sniHosts: ["*.example.com"]}]
+    route: [{destination: {host: backend, subset: b}}]
+"#;
+    let (proxy, _servers) = banners(rules).await;
+    let addr = proxy.outbound("10.96.0.20:443").await;
+    assert_eq!(
+        greeting(addr, &client_hello("a.example.com")).await,
+        "220 sluice-e2e banner a"
+    );
+    assert_eq!(
+        greeting(addr, &client_hello("z.example.com")).await,
+        "220 sluice-e2e banner b"
+    );
+}
+
+#[tokio::test]
+async fn tcp_routes_match_port_and_subnet_and_split_by_weight() {
+    let rules = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: backend}
+spec:
+  hosts: [backend]
+  tcp:
+  - match: [{port: 5432, destinationSubnets: [10.99.0.0/16]}]
+    route: [{destination: {host: backend, subset: b}}]
+  - match: [{port: 5432}]
+    route:
+    - {destination: {host: backend, subset: a}, weight: 50}
+    - {destination: {host: backend, subset: b}, weight: 50}
+"#;
+    let (proxy, _servers) = banners(rules).await;
+    let addr = proxy.outbound("10.96.0.20:5432").await;
+    let mut names = Vec::new();
+    for _ in 0..4 {
+        names.push(greeting(addr, b"").await);
+    }
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "220 sluice-e2e banner a",
+            "220 sluice-e2e banner a",
+            "220 sluice-e2e banner b",
+            "220 sluice-e2e banner b"
+        ]
+    );
+}
+
+/// A server that answers every request with 503.
+async fn failing_server() -> SocketAddr {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use hyper_util::rt::TokioIo;
+    let listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(|_req| async {
+                let resp = hyper::Response::builder()
+                    .status(503)
+                    .body(Full::new(Bytes::from("down")))
+                    .unwrap();
+                Ok::<_, std::convert::Infallible>(resp)
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn endpoints_failing_in_a_row_are_ejected() {
+    let good = echo_app("127.0.0.1", "catalog", "v1").await;
+    let bad = failing_server().await;
+    let yaml = catalog(good.local_addr(), bad, "")
+        .replace(
+            "spec:\n  host: catalog\n",
+            "spec:\n  host: catalog\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 2, baseEjectionTime: 60s, maxEjectionPercent: 50}\n",
+        )
+        + "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: catalog}\nspec:\n  hosts: [catalog]\n  http:\n  - route: [{destination: {host: catalog}}]\n    retries: {attempts: 0}\n";
+    let proxy = Proxy::start(model(&yaml));
+    let addr = proxy.outbound(VIP).await;
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(get(addr, "catalog", "/", &[]).await.status);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 503).count(),
+        2,
+        "two failures eject the endpoint: {statuses:?}"
+    );
+    assert!(statuses[4..].iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(
+        proxy.sidecar.outliers.is_ejected(bad),
+        "kept by address, beside the config snapshot"
+    );
+}

@@ -1,0 +1,216 @@
+//! A proxy core on loopback for routing tests: the real listener and request
+//! path, with the original destination given by a table instead of iptables.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use sluice_api::model::{Model, Workload};
+use sluice_api::{load_str, validate};
+use sluice_proxy::config::Store;
+use sluice_proxy::metrics::Metrics;
+use sluice_proxy::{Identity, Ports, Sidecar, drain, listener};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Compiles YAML for a workload in namespace `default`.
+pub fn model(yaml: &str) -> Model {
+    let mut set = load_str("test.yaml", yaml);
+    validate::validate(&mut set);
+    assert!(!set.has_errors(), "{:#?}", set.errors().collect::<Vec<_>>());
+    Model::compile(
+        &set.resources,
+        &Workload {
+            namespace: "default".into(),
+            labels: [("app".into(), "client".into())].into(),
+        },
+    )
+}
+
+/// A running proxy core.
+pub struct Proxy {
+    pub sidecar: Arc<Sidecar>,
+    routes: Arc<Mutex<HashMap<u16, SocketAddr>>>,
+    drain: Option<drain::Signal>,
+    watch: drain::Watch,
+}
+
+impl Proxy {
+    /// Starts a core serving `model`.
+    pub fn start(model: Model) -> Proxy {
+        let metrics = Arc::new(Metrics::new(false));
+        let store = Arc::new(Store::with_model(model, metrics.config.clone()));
+        let routes: Arc<Mutex<HashMap<u16, SocketAddr>>> = Arc::default();
+        let table = routes.clone();
+        let orig_dst = move |s: &TcpStream| {
+            let port = s.local_addr()?.port();
+            table
+                .lock()
+                .unwrap()
+                .get(&port)
+                .copied()
+                .ok_or_else(|| std::io::Error::other("no original destination"))
+        };
+        let identity = Identity::of(&Workload {
+            namespace: "default".into(),
+            labels: [("app".into(), "client".into())].into(),
+        });
+        let sidecar = Arc::new(Sidecar::new(
+            store,
+            Arc::new(orig_dst),
+            metrics,
+            identity,
+            Ports::default(),
+        ));
+        let (signal, watch) = drain::channel();
+        Proxy {
+            sidecar,
+            routes,
+            drain: Some(signal),
+            watch,
+        }
+    }
+
+    /// A listener address whose connections "were going to" `dst`, outbound.
+    pub async fn outbound(&self, dst: &str) -> SocketAddr {
+        self.listen(dst, false).await
+    }
+
+    /// A listener address whose connections "were going to" `dst`, inbound.
+    pub async fn inbound(&self, dst: &str) -> SocketAddr {
+        self.listen(dst, true).await
+    }
+
+    async fn listen(&self, dst: &str, inbound: bool) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        self.routes
+            .lock()
+            .unwrap()
+            .insert(addr.port(), dst.parse().unwrap());
+        let sidecar = self.sidecar.clone();
+        tokio::spawn(listener::serve(
+            vec![l],
+            self.watch.clone(),
+            move |stream, peer, drain| {
+                let sidecar = sidecar.clone();
+                async move {
+                    if inbound {
+                        listener::inbound::handle(sidecar, stream, peer, drain).await
+                    } else {
+                        listener::outbound::handle(sidecar, stream, peer, drain).await
+                    }
+                }
+            },
+        ));
+        addr
+    }
+
+    /// Starts draining; resolves when done or after `deadline`.
+    pub async fn drain(&mut self, deadline: Duration) -> bool {
+        let signal = self.drain.take().unwrap();
+        let (_, watch) = drain::channel();
+        drop(std::mem::replace(&mut self.watch, watch));
+        signal.drain(deadline).await
+    }
+}
+
+/// A reply as a client sees it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The echo app's account of the request.
+    pub fn seen(&self) -> sluice_e2e::apps::Seen {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "{e}: {:?} {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The `x-app` header (`name-version`).
+    pub fn app(&self) -> &str {
+        self.headers
+            .get("x-app")
+            .map_or("", |v| v.to_str().unwrap())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+pub async fn get(addr: SocketAddr, authority: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::get(path).header("host", authority);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = resp.into_parts();
+    Reply {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+/// An HTTP/2 (prior knowledge) connection through the proxy.
+pub async fn h2(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// One request on an HTTP/2 connection.
+pub async fn h2_get(
+    sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut req = Request::get(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = resp.into_parts();
+    Reply {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+/// The echo app on `ip`, port chosen by the kernel.
+pub async fn echo_app(ip: &str, name: &str, version: &str) -> sluice_e2e::apps::HttpServer {
+    let l = TcpListener::bind((ip, 0)).await.unwrap();
+    sluice_e2e::apps::serve_http(l, sluice_e2e::apps::AppId::new(name, version)).unwrap()
+}
