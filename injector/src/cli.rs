@@ -1,5 +1,7 @@
 //! The `sluice` command line: one subcommand per module.
 
+mod inject;
+mod uninject;
 mod validate;
 
 use std::process::ExitCode;
@@ -8,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 /// sluice: a small, fast sidecar service mesh that speaks Istio's traffic API.
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about)]
+#[command(name = "sluice", version)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -17,11 +19,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Validate(validate::Args),
+    Inject(inject::Args),
+    Uninject(uninject::Args),
 }
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(args),
+        Command::Inject(args) => inject::run(args),
+        Command::Uninject(args) => uninject::run(args),
     }
 }

@@ -2,3 +2,10 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod config;
+pub mod inject;
+pub mod manifest;
+pub mod webhook;
+
+pub use config::InjectConfig;
+pub use inject::{InjectError, Namespace, Outcome, inject, uninject};

@@ -1,0 +1,218 @@
+//! The admission webhook: HTTPS (rustls) with `POST /inject`, `GET /healthz`, `GET /metrics`;
+//! certificate and config reloaded from their files when they change.
+
+mod metrics;
+mod review;
+mod tls;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::InjectConfig;
+pub use metrics::{Metrics, ReviewLabels};
+pub use review::{BadReview, Reviewed, review};
+pub use tls::{CertStore, TlsError, server_config};
+
+/// Pods are at most a few MiB (etcd's limit); anything larger is not a review.
+const BODY_LIMIT: usize = 8 << 20;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The webhook's shared state: current config and certificate, and metrics.
+#[derive(Debug)]
+pub struct Injector {
+    config: ArcSwap<InjectConfig>,
+    config_path: Option<PathBuf>,
+    certs: Arc<CertStore>,
+    metrics: Metrics,
+}
+
+impl Injector {
+    /// `config_path` is watched for changes if given (`config` is what it held at start).
+    pub fn new(config: InjectConfig, config_path: Option<PathBuf>, certs: CertStore) -> Self {
+        Self {
+            config: ArcSwap::from_pointee(config),
+            config_path,
+            certs: Arc::new(certs),
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// The metrics (also served at `/metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Re-reads the certificate and the config; what fails to load keeps its last good value.
+    pub fn reload(&self) {
+        let ok = match self.certs.reload() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "certificate not reloaded; serving the previous one");
+                false
+            }
+        };
+        self.metrics.reload("certificate", ok);
+        if let Some(path) = &self.config_path {
+            match InjectConfig::load(path) {
+                Ok(config) => {
+                    if **self.config.load() != config {
+                        tracing::info!(path = %path.display(), "injector config reloaded");
+                        self.config.store(Arc::new(config));
+                    }
+                    self.metrics.reload("config", true);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "injector config not reloaded; keeping the previous one");
+                    self.metrics.reload("config", false);
+                }
+            }
+        }
+    }
+
+    fn watched(&self) -> Vec<&Path> {
+        let mut paths: Vec<&Path> = self.certs.paths().to_vec();
+        paths.extend(self.config_path.as_deref());
+        paths
+    }
+}
+
+/// Watches the certificate, key and config files (their directories, so that the atomic
+/// symlink swap of a mounted Secret or ConfigMap is seen) and reloads on any change.
+pub fn watch(injector: Arc<Injector>) -> notify::Result<notify::RecommendedWatcher> {
+    let mut dirs: Vec<PathBuf> = injector
+        .watched()
+        .iter()
+        .map(|p| match p.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    let target = injector.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Reading the files ourselves makes access events; only changes matter.
+        if let Ok(event) = event
+            && !matches!(event.kind, EventKind::Access(_))
+        {
+            target.reload();
+        }
+    })?;
+    for dir in dirs {
+        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    }
+    Ok(watcher)
+}
+
+/// The HTTP routes.
+pub fn router(injector: Arc<Injector>) -> Router {
+    Router::new()
+        .route("/inject", post(inject))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(injector)
+}
+
+async fn inject(State(injector): State<Arc<Injector>>, body: Bytes) -> Response {
+    let start = Instant::now();
+    let config = injector.config.load();
+    let result = review(&body, &config);
+    let took = start.elapsed();
+    match result {
+        Ok(reviewed) => {
+            if let Some(detail) = &reviewed.detail {
+                tracing::info!(outcome = reviewed.labels.outcome, %detail, "review answered");
+            }
+            injector.metrics.review(reviewed.labels, took);
+            axum::Json(reviewed.response).into_response()
+        }
+        Err(bad) => respond_bad(&injector, bad, took),
+    }
+}
+
+/// The one place a review error becomes an HTTP answer.
+fn respond_bad(injector: &Injector, bad: BadReview, took: Duration) -> Response {
+    tracing::warn!(reason = %bad, "malformed admission review");
+    let labels = ReviewLabels {
+        outcome: "malformed",
+        reason: "",
+    };
+    injector.metrics.review(labels, took);
+    (StatusCode::BAD_REQUEST, format!("{bad}\n")).into_response()
+}
+
+async fn metrics(State(injector): State<Arc<Injector>>) -> Response {
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        injector.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Serves HTTPS on `listener` until `shutdown` completes, then lets open connections finish
+/// for up to ten seconds.
+pub async fn serve(
+    listener: TcpListener,
+    injector: Arc<Injector>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let acceptor = TlsAcceptor::from(server_config(injector.certs.clone())?);
+    let app = router(injector);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let (acceptor, app, watcher) = (acceptor.clone(), app.clone(), graceful.watcher());
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            };
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(app));
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the drain timeout");
+    }
+    Ok(())
+}
