@@ -21,6 +21,7 @@ enum Command {
     Validate(validate::Args),
     Inject(inject::Args),
     Uninject(uninject::Args),
+    Demo(crate::demo::Args),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -29,5 +30,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Inject(args) => inject::run(args),
         Command::Uninject(args) => uninject::run(args),
+        Command::Demo(args) => crate::demo::run(args),
     }
 }

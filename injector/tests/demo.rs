@@ -1,0 +1,66 @@
+//! `sluice demo` in its non-interactive form: every step's promise holds, and
+//! nothing is left behind (namespaces, config folders, processes).
+
+use std::process::Command;
+
+#[test]
+fn the_demo_passes_every_step_and_cleans_up() {
+    let proxy = sluice_e2e::binary("sluice-proxy");
+    let bin_dir = proxy.parent().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("demo")
+        .env("SLUICE_BIN_DIR", bin_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    let steps = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["demo", "--list"])
+        .output()
+        .unwrap();
+    let count = String::from_utf8_lossy(&steps.stdout).lines().count();
+    assert!(count >= 8, "the demo has its steps");
+    assert!(
+        stdout.contains(&format!("\n{count}/{count} steps passed")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+    assert!(stdout.matches("PASS").count() >= count, "{stdout}");
+
+    let namespaces = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let left: Vec<String> = String::from_utf8_lossy(&namespaces.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("-{pid}-")))
+        .map(str::to_string)
+        .collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+    let tmp: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .contains(&format!("-{pid}-"))
+        })
+        .collect();
+    assert!(tmp.is_empty(), "temporary files left behind: {tmp:?}");
+}
+
+#[test]
+fn an_unknown_step_is_refused_with_the_list() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["demo", "--step", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no step \"nope\"; steps: header-routing, canary-90-10"),
+        "{err}"
+    );
+}
