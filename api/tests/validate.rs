@@ -88,6 +88,8 @@ fn each_rule_reports_its_field() {
             Severity::Warning, "spec.trafficPolicy.loadBalancer.simple", "deprecated alias of LEAST_REQUEST"),
         (dr("  host: a\n  trafficPolicy:\n    outlierDetection: {consecutiveErrors: 5}\n"),
             Severity::Warning, "spec.trafficPolicy.outlierDetection.consecutiveErrors", "consecutive errors is deprecated"),
+        (dr("  host: a\n  trafficPolicy:\n    tls: {mode: ISTIO_MUTUAL}\n"),
+            Severity::Warning, "spec.trafficPolicy.tls.mode", "ISTIO_MUTUAL is not supported by sluice yet"),
         (dr("  host: a\n  trafficPolicy:\n    loadBalancer: {simple: FASTEST}\n"),
             Severity::Error, "spec.trafficPolicy.loadBalancer.simple", "unknown variant `FASTEST`"),
         (dr("  host: a\n  trafficPolicy:\n    loadBalancer:\n      localityLbSetting:\n        distribute: [{from: a/*, to: {b/*: 70}}]\n"),

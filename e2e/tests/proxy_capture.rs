@@ -1,7 +1,7 @@
 //! Capture end to end: unknown destinations under REGISTRY_ONLY and
 //! ALLOW_ANY, opaque TCP with half-close, a server-first protocol on an
 //! undeclared port without delay, inbound to apps on loopback and on the pod
-//! IP, and draining on SIGTERM.
+//! IP, and draining on SIGTERM or `POST /quitquitquit`.
 
 mod proxy_support;
 
@@ -242,6 +242,74 @@ fn sigterm_drains_in_flight_requests_and_exits_0() -> anyhow::Result<()> {
         mesh.proxy.stderr().contains("drained"),
         "{}",
         mesh.proxy.stderr()
+    );
+    Ok(())
+}
+
+#[test]
+fn quitquitquit_turns_readiness_off_drains_and_exits_0() -> anyhow::Result<()> {
+    let node = Node::new("proxy_quit")?;
+    let app = http_app(&node, "app", "slow", "v1", 8080)?;
+    let yaml = service_entry(
+        "slow",
+        Ipv4Addr::new(10, 96, 0, 30),
+        "http",
+        8080,
+        &[(app.pod.ipv4.into(), "v1")],
+    );
+    let mut mesh = Mesh::start(&node, &yaml, &["--drain-timeout", "10s"])?;
+    let mut slow = mesh.client.command("curl");
+    slow.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "20",
+        "-H",
+        "x-echo-delay-ms: 2000",
+        "http://10.96.0.30/slow",
+    ]);
+    let slow = mesh.client.spawn(slow)?;
+    eventually("the app to get the slow request", TIMEOUT, || {
+        ensure!(!app.seen().is_empty(), "not yet");
+        Ok(())
+    })?;
+    let quit = mesh
+        .client
+        .command("curl")
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "--max-time",
+            "5",
+            "-X",
+            "POST",
+        ])
+        .arg("http://127.0.0.1:15000/quitquitquit")
+        .output()?;
+    let quit = String::from_utf8(quit.stdout)?;
+    assert!(quit.ends_with("\n200"), "{quit}");
+    // The slow request holds the drain open: readiness says so meanwhile.
+    let (status, body) = mesh.curl_local(15021, "/healthz/ready")?;
+    assert_eq!((status, body.as_str()), (503, "draining\n"));
+    let status = eventually("the proxy to exit", TIMEOUT, || {
+        mesh.proxy
+            .try_status()?
+            .ok_or_else(|| anyhow::anyhow!("running"))
+    })?;
+    assert!(
+        status.success(),
+        "exit status {status}: {}",
+        mesh.proxy.stderr()
+    );
+    let out = slow.kill()?;
+    assert_eq!(
+        String::from_utf8(out.stdout)?,
+        "200",
+        "the in-flight request finished"
     );
     Ok(())
 }

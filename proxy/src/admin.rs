@@ -1,16 +1,20 @@
 //! The operator's endpoints: admin on loopback (`/config_dump`,
-//! `/logging?level=`), health (`/healthz/ready`) and Prometheus (`/metrics`).
+//! `/logging?level=`, `POST /quitquitquit`), health (`/healthz/ready`) and
+//! Prometheus (`/metrics`).
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use http::header::{CONTENT_TYPE, HeaderValue};
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 use crate::config::Store;
+use crate::drain::Draining;
 use crate::http::{Body, full};
 use crate::metrics::Metrics;
 
@@ -22,15 +26,23 @@ pub struct Admin {
     store: Arc<Store>,
     set_level: SetLevel,
     level: Mutex<String>,
+    quit: Arc<Notify>,
 }
 
+/// Marks the answer to `POST /quitquitquit`: once it has been sent and its
+/// connection closed, the proxy is told to drain and exit.
+#[derive(Clone, Copy, Debug)]
+struct QuitAfterReply;
+
 impl Admin {
-    /// Admin over the config store, with the log level control and the level at start.
-    pub fn new(store: Arc<Store>, set_level: SetLevel, level: String) -> Admin {
+    /// Admin over the config store, with the log level control and the level
+    /// at start; `quit` is notified by `POST /quitquitquit`.
+    pub fn new(store: Arc<Store>, set_level: SetLevel, level: String, quit: Arc<Notify>) -> Admin {
         Admin {
             store,
             set_level,
             level: Mutex::new(level),
+            quit,
         }
     }
 
@@ -38,9 +50,10 @@ impl Admin {
         match req.uri().path() {
             "/config_dump" => self.config_dump(),
             "/logging" => self.logging(req.uri().query().unwrap_or("")),
+            "/quitquitquit" => quitquitquit(req.method()),
             _ => text(
                 StatusCode::NOT_FOUND,
-                "endpoints: /config_dump, /logging?level=LEVEL\n",
+                "endpoints: /config_dump, /logging?level=LEVEL, POST /quitquitquit\n",
             ),
         }
     }
@@ -50,6 +63,7 @@ impl Admin {
         let dump = serde_json::json!({
             "status": self.store.status(),
             "model": snap.as_ref().map(|s| &*s.model),
+            "clusters": snap.as_ref().map(|s| s.clusters.dump()),
         });
         let mut resp = Response::new(full(serde_json::to_vec_pretty(&dump).unwrap_or_default()));
         resp.headers_mut()
@@ -77,37 +91,70 @@ impl Admin {
     }
 }
 
-/// Serves the admin endpoints.
-pub async fn serve_admin(listener: TcpListener, admin: Arc<Admin>) {
-    serve(listener, move |req| admin.answer(&req)).await;
+/// `POST /quitquitquit`: drain and exit, as Envoy's endpoint of that name
+/// (Jobs call it when their work is done so the pod can complete).
+fn quitquitquit(method: &Method) -> Response<Body> {
+    if method != Method::POST {
+        let mut resp = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "use POST /quitquitquit to drain and exit\n",
+        );
+        resp.headers_mut()
+            .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+        return resp;
+    }
+    tracing::info!("POST /quitquitquit: draining, then exiting");
+    let mut resp = text(StatusCode::OK, "OK: draining, then exiting\n");
+    resp.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    resp.extensions_mut().insert(QuitAfterReply);
+    resp
 }
 
-/// Serves `/healthz/ready`: 200 once a good config is in force, else 503.
-pub async fn serve_health(listener: TcpListener, store: Arc<Store>) {
-    serve(listener, move |req| match req.uri().path() {
-        "/healthz/ready" if store.is_ready() => text(StatusCode::OK, "ready\n"),
-        "/healthz/ready" => text(
+/// Serves the admin endpoints.
+pub async fn serve_admin(listener: TcpListener, admin: Arc<Admin>) {
+    let quit = admin.quit.clone();
+    serve(listener, move |req| admin.answer(&req), Some(quit)).await;
+}
+
+/// Serves `/healthz/ready`: 200 once a good config is in force, 503 before
+/// that and again once draining has started (so endpoints stop sending).
+pub async fn serve_health(listener: TcpListener, store: Arc<Store>, draining: Draining) {
+    let answer = move |req: Request<Incoming>| match req.uri().path() {
+        "/healthz/ready" => readiness(store.is_ready(), draining.is_draining()),
+        _ => text(StatusCode::NOT_FOUND, "endpoint: /healthz/ready\n"),
+    };
+    serve(listener, answer, None).await;
+}
+
+fn readiness(ready: bool, draining: bool) -> Response<Body> {
+    match (ready, draining) {
+        (_, true) => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+        (true, false) => text(StatusCode::OK, "ready\n"),
+        (false, false) => text(
             StatusCode::SERVICE_UNAVAILABLE,
             "no valid config loaded yet\n",
         ),
-        _ => text(StatusCode::NOT_FOUND, "endpoint: /healthz/ready\n"),
-    })
-    .await;
+    }
 }
 
 /// Serves Prometheus `/metrics`.
 pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) {
-    serve(listener, move |req| match req.uri().path() {
-        "/metrics" | "/stats/prometheus" => {
-            let mut resp = text(StatusCode::OK, metrics.encode());
-            resp.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4"),
-            );
-            resp
-        }
-        _ => text(StatusCode::NOT_FOUND, "endpoint: /metrics\n"),
-    })
+    serve(
+        listener,
+        move |req| match req.uri().path() {
+            "/metrics" | "/stats/prometheus" => {
+                let mut resp = text(StatusCode::OK, metrics.encode());
+                resp.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                resp
+            }
+            _ => text(StatusCode::NOT_FOUND, "endpoint: /metrics\n"),
+        },
+        None,
+    )
     .await;
 }
 
@@ -117,7 +164,10 @@ fn text(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<Body> {
     resp
 }
 
-async fn serve<F>(listener: TcpListener, answer: F)
+/// Serves HTTP/1.1 with `answer`; `quit` is notified after a connection that
+/// carried a [`QuitAfterReply`] answer has closed, so the answer is sent
+/// before the proxy begins to exit.
+async fn serve<F>(listener: TcpListener, answer: F, quit: Option<Arc<Notify>>)
 where
     F: Fn(Request<Incoming>) -> Response<Body> + Clone + Send + Sync + 'static,
 {
@@ -126,14 +176,61 @@ where
             continue;
         };
         let answer = answer.clone();
+        let quit = quit.clone();
         tokio::spawn(async move {
+            let asked = Arc::new(AtomicBool::new(false));
+            let flag = asked.clone();
             let service = hyper::service::service_fn(move |req| {
                 let resp = answer(req);
+                if resp.extensions().get::<QuitAfterReply>().is_some() {
+                    flag.store(true, Ordering::Relaxed);
+                }
                 async move { Ok::<_, Infallible>(resp) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
+            if let Some(quit) = quit
+                && asked.load(Ordering::Relaxed)
+            {
+                quit.notify_one();
+            }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_with_config_and_not_draining() {
+        let cases = [
+            (false, false, 503, "no valid config"),
+            (true, false, 200, "ready"),
+            (true, true, 503, "draining"),
+            (false, true, 503, "draining"),
+        ];
+        for (ready, draining, status, text) in cases {
+            let resp = readiness(ready, draining);
+            assert_eq!(resp.status().as_u16(), status, "{ready} {draining}");
+            let body = futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(
+                resp.into_body(),
+            ))
+            .unwrap()
+            .unwrap()
+            .to_bytes();
+            assert!(String::from_utf8_lossy(&body).contains(text));
+        }
+    }
+
+    #[test]
+    fn quitquitquit_wants_post() {
+        let cases = [(Method::POST, 200, true), (Method::GET, 405, false)];
+        for (method, status, quits) in cases {
+            let resp = quitquitquit(&method);
+            assert_eq!(resp.status().as_u16(), status);
+            assert_eq!(resp.extensions().get::<QuitAfterReply>().is_some(), quits);
+        }
     }
 }

@@ -2,16 +2,17 @@
 //! load balancer. Built once per config version; the counters live here, not
 //! in the immutable model.
 
+mod hash;
 mod outlier;
 
+pub use hash::SessionCookie;
 pub use outlier::Outliers;
 
-use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use sluice_api::model::policy::{HashKey, LoadBalancer, Policy};
+use sluice_api::model::policy::{LoadBalancer, Policy};
 use sluice_api::model::routes::SubsetRef;
 use sluice_api::model::weighted::Schedule;
 use sluice_api::model::{Model, Service, ServiceId};
@@ -71,6 +72,9 @@ pub struct HashInput<'a> {
     pub query: &'a str,
     /// The client's address.
     pub source: Option<IpAddr>,
+    /// The value of a cookie the proxy generated because the request had
+    /// none (see [`SessionCookie`]).
+    pub generated_cookie: Option<&'a str>,
 }
 
 /// What a balancer chose.
@@ -132,6 +136,19 @@ impl Balancer {
         self.endpoints.is_empty()
     }
 
+    /// The endpoints to choose from (indices into the service's endpoints).
+    pub fn endpoints(&self) -> &[u32] {
+        &self.endpoints
+    }
+
+    /// Chooses the endpoint at `position` of [`Balancer::endpoints`] (to
+    /// pass over an ejected one).
+    pub fn choose(&self, position: usize) -> Choice {
+        self.outstanding[position].fetch_add(1, Ordering::Relaxed);
+        let guard = Outstanding(Some((self.outstanding.clone(), position)));
+        Choice::Endpoint(self.endpoints[position], guard)
+    }
+
     /// Chooses an endpoint for a request to `port`.
     pub fn pick(&self, port: u16, input: &HashInput<'_>) -> Option<Choice> {
         let n = self.endpoints.len();
@@ -141,14 +158,12 @@ impl Balancer {
             LoadBalancer::RoundRobin => self.schedule.as_ref().map_or(0, Schedule::pick),
             LoadBalancer::Random => fastrand::usize(..n),
             LoadBalancer::LeastRequest => self.least_of_two(),
-            LoadBalancer::ConsistentHash(key) => match hash(key, input) {
-                Some(h) => jump_hash(h, n),
+            LoadBalancer::ConsistentHash(key) => match hash::hash(key, input) {
+                Some(h) => hash::jump_hash(h, n),
                 None => fastrand::usize(..n),
             },
         };
-        self.outstanding[position].fetch_add(1, Ordering::Relaxed);
-        let guard = Outstanding(Some((self.outstanding.clone(), position)));
-        Some(Choice::Endpoint(self.endpoints[position], guard))
+        Some(self.choose(position))
     }
 
     /// Power of two choices: the less loaded of two random endpoints.
@@ -159,47 +174,6 @@ impl Balancer {
         let load = |i: usize| self.outstanding[i].load(Ordering::Relaxed);
         if load(b) < load(a) { b } else { a }
     }
-}
-
-fn hash(key: &HashKey, input: &HashInput<'_>) -> Option<u64> {
-    let mut h = DefaultHasher::new();
-    match key {
-        HashKey::Header(name) => input.headers?.get(name)?.as_bytes().hash(&mut h),
-        HashKey::Cookie { name, .. } => cookie(input.headers?, name)?.hash(&mut h),
-        HashKey::QueryParameter(name) => query_param(input.query, name)?.hash(&mut h),
-        HashKey::SourceIp => input.source?.hash(&mut h),
-    }
-    Some(h.finish())
-}
-
-fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then_some(v)
-        })
-}
-
-fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then_some(v)
-    })
-}
-
-/// Jump consistent hash (Lamping & Veach): moves few keys when `n` changes.
-fn jump_hash(mut key: u64, n: usize) -> usize {
-    let (mut b, mut j) = (-1i64, 0i64);
-    while j < n as i64 {
-        b = j;
-        key = key.wrapping_mul(2862933555777941757).wrapping_add(1);
-        j = ((b + 1) as f64 * ((1u64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
-    }
-    b as usize
 }
 
 #[cfg(test)]
@@ -315,14 +289,5 @@ spec:
             (10..=40).contains(&on_first),
             "{on_first} of 50 on the first endpoint"
         );
-    }
-
-    #[test]
-    fn jump_hash_is_stable_and_in_range() {
-        for key in 0..1000u64 {
-            let a = jump_hash(key, 7);
-            assert!(a < 7);
-            assert_eq!(a, jump_hash(key, 7));
-        }
     }
 }

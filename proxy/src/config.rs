@@ -18,6 +18,7 @@ use tokio::sync::watch as tokio_watch;
 pub use watch::watch;
 
 use crate::balance::Balancers;
+use crate::cluster::{Breakers, Clusters};
 use crate::metrics::ConfigMetrics;
 
 /// Why a config could not be loaded.
@@ -42,16 +43,26 @@ pub struct Snapshot {
     pub model: Arc<Model>,
     /// Endpoint choice per service and subset.
     pub balancers: Balancers,
+    /// Upstream settings and counters per service, subset and port.
+    pub clusters: Clusters,
 }
 
 impl Snapshot {
-    /// A snapshot of a model (tests build these directly).
+    /// A snapshot of a model with fresh counters (tests build these directly).
     pub fn new(version: u64, model: Model) -> Snapshot {
+        Snapshot::build(version, model, &Breakers::default())
+    }
+
+    /// A snapshot of a model that keeps the counters of the destinations it
+    /// shares with earlier versions.
+    pub fn build(version: u64, model: Model, breakers: &Breakers) -> Snapshot {
         let balancers = Balancers::build(&model);
+        let clusters = Clusters::build(&model, breakers);
         Snapshot {
             version,
             model: Arc::new(model),
             balancers,
+            clusters,
         }
     }
 }
@@ -79,6 +90,7 @@ pub struct Store {
     fingerprint: Mutex<Option<u64>>,
     ready: tokio_watch::Sender<bool>,
     metrics: ConfigMetrics,
+    breakers: Breakers,
 }
 
 impl Store {
@@ -90,6 +102,7 @@ impl Store {
             fingerprint: Mutex::default(),
             ready: tokio_watch::channel(false).0,
             metrics,
+            breakers: Breakers::default(),
         }
     }
 
@@ -145,12 +158,13 @@ impl Store {
         }
     }
 
-    fn publish(&self, model: Model, warnings: Vec<String>) {
+    fn publish(&self, model: Model, mut warnings: Vec<String>) {
         let version = self.status().version + 1;
         let services = model.registry.services.len();
         let hosts = model.routes.len();
-        self.current
-            .store(Some(Arc::new(Snapshot::new(version, model))));
+        let snap = Snapshot::build(version, model, &self.breakers);
+        warnings.extend(snap.clusters.warnings.iter().cloned());
+        self.current.store(Some(Arc::new(snap)));
         {
             let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
             *status = Status {

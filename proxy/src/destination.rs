@@ -2,15 +2,17 @@
 //! endpoint: the step shared by HTTP and TCP routing.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_api::istio::service_entry::Resolution;
-use sluice_api::model::policy::Settings;
+use sluice_api::model::policy::{LoadBalancer, Outlier, Settings};
 use sluice_api::model::routes::{SubsetRef, Target};
 use sluice_api::model::{EndpointAddress, Protocol, Service};
 
 use crate::Sidecar;
 use crate::balance::{Balancer, Choice, HashInput, Outstanding};
+use crate::cluster::Cluster;
 use crate::config::Snapshot;
 use crate::dns::Resolver;
 use crate::error::ProxyError;
@@ -26,6 +28,8 @@ pub struct Destination<'s> {
     pub protocol: Protocol,
     /// The DestinationRule settings in force for that port.
     pub settings: &'s Settings,
+    /// Upstream settings and counters of the service, subset and port.
+    pub cluster: &'s Arc<Cluster>,
     balancer: &'s Balancer,
 }
 
@@ -69,11 +73,16 @@ pub fn resolve<'s>(
         return Err(ProxyError::NoEndpoints(target.label()));
     }
     let settings = balancer.policy().for_port(port);
+    let cluster = snap
+        .clusters
+        .get(id, target.subset, port)
+        .ok_or_else(missing)?;
     Ok(Destination {
         service,
         port,
         protocol,
         settings,
+        cluster,
         balancer,
     })
 }
@@ -102,26 +111,59 @@ impl Destination<'_> {
         if self.balancer.is_empty() {
             return Ok(original);
         }
-        // Ejected outliers are passed over, but never all endpoints, and at
-        // most the policy's share of them.
-        let n = self.balancer.len();
-        let skippable = self.settings.outlier.as_ref().map_or(0, |o| {
-            (n * o.max_ejection_percent as usize / 100)
-                .max(1)
-                .min(n - 1)
-        });
-        let mut skipped = 0;
-        loop {
-            let endpoint = match self.balancer.pick(self.port, input) {
-                Some(Choice::Endpoint(i, guard)) => self.endpoint(&sidecar.dns, i, guard).await?,
-                Some(Choice::OriginalDestination) => return Ok(original),
-                None => return Err(ProxyError::NoEndpoints(self.service.host.clone())),
-            };
-            if skipped < skippable && sidecar.outliers.is_ejected(endpoint.addr) {
-                skipped += 1;
-                continue;
+        let endpoint = match self.balancer.pick(self.port, input) {
+            Some(Choice::Endpoint(i, guard)) => self.endpoint(&sidecar.dns, i, guard).await?,
+            Some(Choice::OriginalDestination) => return Ok(original),
+            None => return Err(ProxyError::NoEndpoints(self.service.host.clone())),
+        };
+        match &self.settings.outlier {
+            Some(policy) if sidecar.outliers.is_ejected(endpoint.addr) => {
+                self.instead_of_ejected(sidecar, endpoint, policy).await
             }
-            return Ok(endpoint);
+            _ => Ok(endpoint),
+        }
+    }
+
+    /// Another endpoint for a request the balancer sent to an ejected one:
+    /// the next healthy one for consistent hashing (so keys move little),
+    /// else a random healthy one. Below `minHealthPercent` healthy
+    /// endpoints, ejections are ignored (Envoy's panic threshold).
+    async fn instead_of_ejected(
+        &self,
+        sidecar: &Sidecar,
+        ejected: Endpoint,
+        policy: &Outlier,
+    ) -> Result<Endpoint, ProxyError> {
+        let positions = self.balancer.endpoints();
+        let n = positions.len();
+        let healthy: Vec<usize> = (0..n)
+            .filter(|p| {
+                self.static_addr(positions[*p])
+                    .is_none_or(|a| !sidecar.outliers.is_ejected(a))
+            })
+            .collect();
+        if healthy.len() * 100 < policy.min_health_percent as usize * n {
+            return Ok(ejected);
+        }
+        let from = positions
+            .iter()
+            .position(|i| self.static_addr(*i) == Some(ejected.addr))
+            .unwrap_or(0);
+        let chosen = match &self.settings.load_balancer {
+            _ if healthy.is_empty() => {
+                return Err(ProxyError::NoHealthyEndpoints(self.service.host.clone()));
+            }
+            LoadBalancer::ConsistentHash(_) => healthy
+                .iter()
+                .copied()
+                .find(|p| *p > from)
+                .unwrap_or(healthy[0]),
+            _ => healthy[fastrand::usize(..healthy.len())],
+        };
+        drop(ejected);
+        match self.balancer.choose(chosen) {
+            Choice::Endpoint(i, guard) => self.endpoint(&sidecar.dns, i, guard).await,
+            Choice::OriginalDestination => Err(ProxyError::NoEndpoints(self.service.host.clone())),
         }
     }
 
@@ -129,8 +171,33 @@ impl Destination<'_> {
     /// its status, or `None` when the endpoint failed to answer.
     pub fn record(&self, sidecar: &Sidecar, addr: SocketAddr, status: Option<u16>) {
         if let Some(policy) = &self.settings.outlier {
-            sidecar.outliers.record(addr, status, policy);
+            sidecar
+                .outliers
+                .record(addr, status, policy, || self.peers());
         }
+    }
+
+    /// The addresses of the endpoints to choose from (those with IP addresses).
+    pub fn peers(&self) -> Vec<SocketAddr> {
+        self.balancer
+            .endpoints()
+            .iter()
+            .filter_map(|i| self.static_addr(*i))
+            .collect()
+    }
+
+    /// The address of an endpoint with an IP address (DNS endpoints have none
+    /// until resolved, and may change).
+    fn static_addr(&self, index: u32) -> Option<SocketAddr> {
+        let endpoint = &self.service.endpoints[index as usize];
+        let EndpointAddress::Ip(ip) = endpoint.address else {
+            return None;
+        };
+        let port = match self.service.port(self.port) {
+            Some(sp) => self.service.endpoint_port(endpoint, sp),
+            None => self.port,
+        };
+        Some(SocketAddr::new(ip, port))
     }
 
     async fn endpoint(

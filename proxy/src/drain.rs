@@ -26,6 +26,11 @@ pub struct Signal {
 }
 
 impl Signal {
+    /// A handle that tells whether draining has started, without holding it up.
+    pub fn observe(&self) -> Draining {
+        Draining(self.signal.subscribe())
+    }
+
     /// Starts draining and waits until every [`Watch`] is dropped or the
     /// deadline passes; true when everything finished in time.
     pub async fn drain(mut self, deadline: Duration) -> bool {
@@ -52,6 +57,18 @@ impl Watch {
     }
 }
 
+/// Tells whether draining has started (readiness reads it); unlike a
+/// [`Watch`] it does not keep the drain waiting.
+#[derive(Clone, Debug)]
+pub struct Draining(watch::Receiver<bool>);
+
+impl Draining {
+    /// True once draining has started.
+    pub fn is_draining(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,10 +85,13 @@ mod tests {
         task.await.unwrap();
 
         let (signal, watch) = channel();
+        let draining = signal.observe();
+        assert!(!draining.is_draining());
         assert!(
             !signal.drain(Duration::from_millis(20)).await,
             "a held watch outlasts the deadline"
         );
+        assert!(draining.is_draining(), "observed, never waited for");
         drop(watch);
     }
 }

@@ -5,6 +5,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::cluster::Overflow;
+
 /// A request or connection the proxy could not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -39,6 +41,11 @@ pub enum ProxyError {
     /// The destination has no endpoints.
     #[error("{0} has no endpoints (no ServiceEntry endpoint matches its labels)")]
     NoEndpoints(String),
+    /// Every endpoint of the destination is ejected as an outlier.
+    #[error(
+        "no healthy upstream: every endpoint of {0} is ejected by outlier detection; they return after baseEjectionTime"
+    )]
+    NoHealthyEndpoints(String),
     /// The destination host is not in the registry.
     #[error("destination host {0} is not in the service registry; declare it with a ServiceEntry")]
     UnknownHost(String),
@@ -61,6 +68,22 @@ pub enum ProxyError {
         /// The error.
         source: io::Error,
     },
+    /// The TLS handshake with the upstream failed.
+    #[error("TLS handshake with {addr} failed: {source}")]
+    Tls {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// The error.
+        source: io::Error,
+    },
+    /// The destination's TLS settings cannot be used.
+    #[error("cannot originate TLS towards {destination}: {reason}")]
+    TlsUnavailable {
+        /// The destination.
+        destination: String,
+        /// Why.
+        reason: String,
+    },
     /// The upstream failed while the request was in flight.
     #[error("upstream {addr} failed: {source}")]
     Upstream {
@@ -69,6 +92,9 @@ pub enum ProxyError {
         /// The error.
         source: hyper::Error,
     },
+    /// A circuit-breaker threshold of the destination is reached.
+    #[error("upstream overflow: {0}; the request was not sent")]
+    Overflow(Overflow),
     /// The route's timeout passed.
     #[error("upstream request timeout after {0:?}")]
     Timeout(Duration),

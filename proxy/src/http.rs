@@ -2,6 +2,7 @@
 //! routing each request, and forwarding it over pooled upstream connections
 //! with faults, retries, timeouts and mirrors.
 
+mod cors;
 mod forward;
 mod headers;
 mod inbound;
@@ -27,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub use inbound::Inbound;
 pub use mirror::Mirrors;
 pub use outbound::Outbound;
-pub use pool::{Dial, Pool, Version};
+pub use pool::{Dial, Pool, Upstream, Version};
 
 use crate::drain;
 

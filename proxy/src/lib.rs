@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod balance;
+pub mod cluster;
 pub mod config;
 pub mod destination;
 pub mod dns;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod orig_dst;
 pub mod protocol;
 pub mod tcp;
+pub mod tls;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -111,6 +113,8 @@ pub struct Sidecar {
     pub outbound_pool: http::Pool,
     /// Connections to the app in this pod.
     pub inbound_pool: http::Pool,
+    /// The app in this pod as a destination (no limits).
+    pub app: Arc<cluster::Cluster>,
     /// Request copies in flight.
     pub mirrors: http::Mirrors,
     /// Metrics and the access log.
@@ -146,8 +150,13 @@ impl Sidecar {
         Sidecar {
             store,
             orig_dst,
-            outbound_pool: http::Pool::new(http::Dial::Direct),
-            inbound_pool: http::Pool::new(http::Dial::App),
+            outbound_pool: http::Pool::new(http::Dial::Direct, metrics.clone()),
+            inbound_pool: http::Pool::new(http::Dial::App, metrics.clone()),
+            app: Arc::new(cluster::Cluster::unlimited(cluster::ClusterName {
+                service: identity.workload.clone(),
+                subset: String::new(),
+                port: 0,
+            })),
             mirrors: http::Mirrors::default(),
             metrics,
             dns: dns::Resolver::system(),
@@ -188,7 +197,8 @@ fn bind<T>(what: &'static str, port: u16, result: io::Result<T>) -> Result<T, Er
     result.map_err(|source| Error::Bind { what, port, source })
 }
 
-/// Runs the proxy until SIGTERM or SIGINT, then drains.
+/// Runs the proxy until SIGTERM, SIGINT or `POST /quitquitquit` on the admin
+/// port, then drains (readiness answers 503 from then on) and returns.
 pub async fn run(
     settings: Settings,
     set_level: admin::SetLevel,
@@ -209,15 +219,26 @@ pub async fn run(
     ));
 
     let ports = settings.ports;
+    let (drain_signal, watch) = drain::channel();
+    let quit = Arc::new(tokio::sync::Notify::new());
     let admin_listener = bind(
         "admin",
         ports.admin,
         listener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, ports.admin))),
     )?;
-    let admin = Arc::new(admin::Admin::new(store.clone(), set_level, level));
+    let admin = Arc::new(admin::Admin::new(
+        store.clone(),
+        set_level,
+        level,
+        quit.clone(),
+    ));
     tokio::spawn(admin::serve_admin(admin_listener, admin));
     for l in bind("health", ports.health, listener::bind_all(ports.health))? {
-        tokio::spawn(admin::serve_health(l, store.clone()));
+        tokio::spawn(admin::serve_health(
+            l,
+            store.clone(),
+            drain_signal.observe(),
+        ));
     }
     for l in bind("metrics", ports.metrics, listener::bind_all(ports.metrics))? {
         tokio::spawn(admin::serve_metrics(l, metrics.clone()));
@@ -229,6 +250,7 @@ pub async fn run(
         () = store.ready() => {}
         _ = term.recv() => return Ok(()),
         _ = int.recv() => return Ok(()),
+        () = quit.notified() => return Ok(()),
     }
 
     let identity = Identity::of(&settings.workload);
@@ -239,7 +261,6 @@ pub async fn run(
         identity,
         ports,
     ));
-    let (signal, watch) = drain::channel();
     let outbound = bind(
         "outbound",
         ports.outbound,
@@ -267,9 +288,10 @@ pub async fn run(
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+        () = quit.notified() => {}
     }
     tracing::info!(timeout = ?settings.drain_timeout, "draining: no new connections; finishing in-flight requests");
-    if signal.drain(settings.drain_timeout).await {
+    if drain_signal.drain(settings.drain_timeout).await {
         tracing::info!("drained");
     } else {
         tracing::warn!("drain timeout passed with connections still open; closing them");

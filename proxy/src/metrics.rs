@@ -12,6 +12,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
+use crate::cluster::{ClusterName, Limit};
+
 /// Which way traffic flows through the proxy.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -67,6 +69,19 @@ pub struct MirrorLabels {
     pub destination_service: String,
 }
 
+/// Labels of circuit-breaker overflows.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OverflowLabels {
+    /// The destination service host.
+    pub destination_service: String,
+    /// The DestinationRule subset, or empty.
+    pub destination_subset: String,
+    /// The service port (0: a port the service does not declare).
+    pub destination_port: u16,
+    /// Which threshold: `max_connections`, `max_pending_requests`, `max_requests`, `max_retries`.
+    pub limit: &'static str,
+}
+
 /// Labels of refusals.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefusedLabels {
@@ -96,6 +111,7 @@ pub struct Metrics {
     mirrored: Family<MirrorLabels, Counter>,
     mirror_dropped: Family<MirrorLabels, Counter>,
     refused: Family<RefusedLabels, Counter>,
+    overflow: Family<OverflowLabels, Counter>,
     /// Config version and reload errors.
     pub config: ConfigMetrics,
     access_log: bool,
@@ -118,8 +134,12 @@ impl Metrics {
             Family::default(),
             Family::default(),
         );
-        let (mirrored, mirror_dropped, refused) =
-            (Family::default(), Family::default(), Family::default());
+        let (mirrored, mirror_dropped, refused, overflow) = (
+            Family::default(),
+            Family::default(),
+            Family::default(),
+            Family::default(),
+        );
         let config = ConfigMetrics::default();
         registry.register("requests", "HTTP requests answered", requests.clone());
         registry.register(
@@ -163,6 +183,11 @@ impl Metrics {
             refused.clone(),
         );
         registry.register(
+            "overflow",
+            "Times a circuit-breaker threshold was reached: a request or retry refused, a TCP connection closed, or (max_connections) an HTTP request made to wait for a connection",
+            overflow.clone(),
+        );
+        registry.register(
             "config_version",
             "Config version in force",
             config.version.clone(),
@@ -183,6 +208,7 @@ impl Metrics {
             mirrored,
             mirror_dropped,
             refused,
+            overflow,
             config,
             access_log,
         }
@@ -233,6 +259,18 @@ impl Metrics {
         self.mirror_dropped
             .get_or_create(&MirrorLabels {
                 destination_service: host.to_string(),
+            })
+            .inc();
+    }
+
+    /// Records a circuit-breaker threshold reached by a destination.
+    pub fn overflow(&self, cluster: &ClusterName, limit: Limit) {
+        self.overflow
+            .get_or_create(&OverflowLabels {
+                destination_service: cluster.service.clone(),
+                destination_subset: cluster.subset.clone(),
+                destination_port: cluster.port,
+                limit: limit.label(),
             })
             .inc();
     }

@@ -7,7 +7,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 
 pub use route::route;
@@ -73,9 +73,9 @@ async fn connect_from(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStre
 /// Copies bytes both ways until both sides are done, passing on half-closes;
 /// first delivers what protocol detection already read from either side.
 /// Returns the bytes sent upstream and received from it.
-pub async fn splice(
+pub async fn splice<U: AsyncRead + AsyncWrite + Unpin>(
     mut client: TcpStream,
-    mut upstream: TcpStream,
+    mut upstream: U,
     to_upstream: &[u8],
     to_client: &[u8],
 ) -> io::Result<(u64, u64)> {
@@ -89,11 +89,11 @@ pub async fn splice(
 }
 
 /// Splices a proxied connection and records it in the metrics.
-pub async fn relay(
+pub async fn relay<U: AsyncRead + AsyncWrite + Unpin>(
     metrics: &Metrics,
     labels: TcpLabels,
     client: TcpStream,
-    upstream: TcpStream,
+    upstream: U,
     to_upstream: &[u8],
     to_client: &[u8],
 ) {

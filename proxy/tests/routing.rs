@@ -6,7 +6,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use support::{Proxy, echo_app, get, h2, h2_get, model};
+use support::{Proxy, echo_app, get, h2, h2_get, model, request};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -583,5 +583,76 @@ async fn endpoints_failing_in_a_row_are_ejected() {
     assert!(
         proxy.sidecar.outliers.is_ejected(bad),
         "kept by address, beside the config snapshot"
+    );
+}
+
+#[tokio::test]
+async fn cors_preflights_are_answered_and_answers_carry_cors_headers() {
+    let v1 = echo_app("127.0.0.1", "catalog", "v1").await;
+    let rules = r#"---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: catalog}
+spec:
+  hosts: [catalog]
+  http:
+  - match: [{uri: {prefix: /strict}}]
+    corsPolicy:
+      allowOrigins: [{exact: "https://shop.example"}]
+      unmatchedPreflights: IGNORE
+    route: [{destination: {host: catalog, subset: version-v1}}]
+  - corsPolicy:
+      allowOrigins: [{regex: "https://.*[.]example"}]
+      allowMethods: [GET, POST]
+      allowHeaders: [x-token]
+      exposeHeaders: [x-app]
+      maxAge: 24h
+      allowCredentials: true
+    route: [{destination: {host: catalog, subset: version-v1}}]
+"#;
+    let proxy = Proxy::start(model(&catalog(v1.local_addr(), v1.local_addr(), rules)));
+    let addr = proxy.outbound(VIP).await;
+    let preflight = [
+        ("origin", "https://shop.example"),
+        ("access-control-request-method", "POST"),
+    ];
+
+    let answered = request(addr, "OPTIONS", "catalog", "/", &preflight).await;
+    assert_eq!(answered.status, 200);
+    assert_eq!(answered.app(), "", "answered by the proxy");
+    let h = &answered.headers;
+    assert_eq!(h["access-control-allow-origin"], "https://shop.example");
+    assert_eq!(h["access-control-allow-methods"], "GET,POST");
+    assert_eq!(h["access-control-allow-headers"], "x-token");
+    assert_eq!(h["access-control-max-age"], "86400");
+    assert_eq!(h["access-control-allow-credentials"], "true");
+
+    let actual = get(addr, "catalog", "/", &[("origin", "https://shop.example")]).await;
+    assert_eq!(actual.app(), "catalog-v1");
+    assert_eq!(
+        actual.headers["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    assert_eq!(actual.headers["access-control-expose-headers"], "x-app");
+
+    let other = get(addr, "catalog", "/", &[("origin", "https://evil.test")]).await;
+    assert_eq!(other.app(), "catalog-v1");
+    assert!(!other.headers.contains_key("access-control-allow-origin"));
+
+    // FORWARD (the default): an unmatched preflight goes to the app.
+    let unmatched = [
+        ("origin", "https://evil.test"),
+        ("access-control-request-method", "GET"),
+    ];
+    let forwarded = request(addr, "OPTIONS", "catalog", "/", &unmatched).await;
+    assert_eq!(forwarded.app(), "catalog-v1");
+    // IGNORE: answered here, without CORS headers.
+    let ignored = request(addr, "OPTIONS", "catalog", "/strict", &unmatched).await;
+    assert_eq!((ignored.status, ignored.app()), (200, ""));
+    assert!(!ignored.headers.contains_key("access-control-allow-origin"));
+    assert_eq!(
+        v1.log().seen().len(),
+        3,
+        "the app saw the three forwarded requests"
     );
 }

@@ -40,6 +40,8 @@ pub enum HashKey {
         path: Option<String>,
         /// Lifetime of a generated cookie.
         ttl: Option<Duration>,
+        /// Extra attributes of a generated cookie (`name=value`, or `name` alone).
+        attributes: Vec<(String, String)>,
     },
     /// The client's IP address.
     SourceIp,
@@ -95,6 +97,15 @@ impl Settings {
             .and_then(|p| p.http.as_ref())
             .and_then(|h| h.h2_upgrade_policy)
             .is_some_and(|p| p == H2UpgradePolicy::Upgrade)
+    }
+
+    /// Whether requests go upstream in the HTTP version the client spoke.
+    pub fn use_client_protocol(&self) -> bool {
+        self.connection_pool
+            .as_ref()
+            .and_then(|p| p.http.as_ref())
+            .and_then(|h| h.use_client_protocol)
+            .unwrap_or(false)
     }
 }
 
@@ -185,6 +196,11 @@ fn load_balancer(lb: &LoadBalancerSettings) -> LoadBalancer {
                 name: c.name.clone(),
                 path: c.path.clone(),
                 ttl: c.ttl.map(|d| d.get()),
+                attributes: c
+                    .attributes
+                    .iter()
+                    .map(|a| (a.name.clone(), a.value.clone()))
+                    .collect(),
             }
         } else if let Some(q) = &ch.http_query_parameter_name {
             HashKey::QueryParameter(q.clone())

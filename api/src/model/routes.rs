@@ -1,5 +1,6 @@
 //! Route tables: per host, the VirtualService rules compiled for the request path.
 
+mod cors;
 mod http_rule;
 
 use std::collections::HashMap;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use serde::Serialize;
 
+pub use cors::Cors;
 pub use http_rule::{
     Fault, HeaderOps, HttpAction, HttpRule, Mirror, Redirect, RequestInfo, RequestMatch, RetryOn,
     RetryPolicy, Rewrite,

@@ -232,4 +232,11 @@ fn check_tls(tls: &ClientTlsSettings, path: &str, f: &mut Findings<'_>) {
     {
         f.error(path, "ISTIO_MUTUAL uses mesh certificates: do not set clientCertificate, privateKey or caCertificates");
     }
+    if tls.mode == Some(ClientTlsMode::IstioMutual) {
+        f.warn(
+            &format!("{path}.mode"),
+            "ISTIO_MUTUAL is not supported by sluice yet (it has no mesh certificate authority): \
+             requests to this destination are answered 503; use SIMPLE or MUTUAL with certificate files, or DISABLE",
+        );
+    }
 }

@@ -4,24 +4,37 @@
 use http::header::{HOST, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, StatusCode, Uri};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use sluice_api::model::Protocol;
+use sluice_api::model::policy::Settings;
 
 use super::pool::Version;
-use super::{Body, headers, incoming};
+use super::{Body, headers};
 
-/// The HTTP version to speak upstream: as the port declares it, else as the
-/// client spoke; upgrades (WebSocket) always go over HTTP/1.1.
-pub fn version(protocol: Protocol, client: http::Version, upgrade: bool) -> Version {
+/// The HTTP version to speak upstream: as the client spoke when the
+/// DestinationRule says `useClientProtocol`, else as the port declares it,
+/// else HTTP/2 when it says `h2UpgradePolicy: UPGRADE`, else as the client
+/// spoke; upgrades (WebSocket) always go over HTTP/1.1.
+pub fn version(
+    protocol: Protocol,
+    client: http::Version,
+    upgrade: bool,
+    settings: &Settings,
+) -> Version {
+    let as_client = if client == http::Version::HTTP_2 {
+        Version::Http2
+    } else {
+        Version::Http1
+    };
     match protocol {
         _ if upgrade => Version::Http1,
+        _ if settings.use_client_protocol() => as_client,
         Protocol::Http2 | Protocol::Grpc => Version::Http2,
+        _ if settings.h2_upgrade() => Version::Http2,
         Protocol::Http => Version::Http1,
-        _ if client == http::Version::HTTP_2 => Version::Http2,
-        _ => Version::Http1,
+        _ => as_client,
     }
 }
 
@@ -91,7 +104,7 @@ pub fn for_version(mut req: Request<Body>, version: Version) -> Request<Body> {
 /// dropped, and a `101 Switching Protocols` joined into a tunnel between the
 /// client's and the upstream's upgraded connections.
 pub fn response(
-    resp: Response<Incoming>,
+    resp: Response<Body>,
     client: http::Version,
     client_upgrade: Option<OnUpgrade>,
 ) -> Response<Body> {
@@ -105,7 +118,7 @@ pub fn response(
         tokio::spawn(tunnel(client, upstream));
     }
     parts.version = client;
-    Response::from_parts(parts, incoming(body))
+    Response::from_parts(parts, body)
 }
 
 async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
@@ -125,39 +138,70 @@ mod tests {
     use crate::http::empty;
 
     #[test]
-    fn version_follows_the_port_then_the_client() {
+    fn version_follows_the_policy_then_the_port_then_the_client() {
+        use sluice_api::istio::destination_rule::{
+            ConnectionPoolSettings, H2UpgradePolicy, HttpSettings,
+        };
+        let policy = |upgrade: bool, client_protocol: bool| Settings {
+            connection_pool: Some(ConnectionPoolSettings {
+                http: Some(HttpSettings {
+                    h2_upgrade_policy: upgrade.then_some(H2UpgradePolicy::Upgrade),
+                    use_client_protocol: Some(client_protocol),
+                    ..HttpSettings::default()
+                }),
+                ..ConnectionPoolSettings::default()
+            }),
+            ..Settings::default()
+        };
+        let none = Settings::default();
+        let (h1, h2) = (http::Version::HTTP_11, http::Version::HTTP_2);
         let cases = [
+            (Protocol::Grpc, h1, false, &none, Version::Http2),
+            (Protocol::Http, h2, false, &none, Version::Http1),
+            (Protocol::Detect, h2, false, &none, Version::Http2),
+            (Protocol::Detect, h1, false, &none, Version::Http1),
+            (Protocol::Http2, h1, true, &none, Version::Http1),
             (
-                Protocol::Grpc,
-                http::Version::HTTP_11,
+                Protocol::Http,
+                h1,
                 false,
+                &policy(true, false),
                 Version::Http2,
             ),
-            (Protocol::Http, http::Version::HTTP_2, false, Version::Http1),
             (
                 Protocol::Detect,
-                http::Version::HTTP_2,
+                h1,
                 false,
+                &policy(true, false),
                 Version::Http2,
             ),
             (
-                Protocol::Detect,
-                http::Version::HTTP_11,
-                false,
+                Protocol::Http,
+                h1,
+                true,
+                &policy(true, false),
                 Version::Http1,
             ),
             (
-                Protocol::Http2,
-                http::Version::HTTP_11,
-                true,
+                Protocol::Http,
+                h2,
+                false,
+                &policy(false, true),
+                Version::Http2,
+            ),
+            (
+                Protocol::Grpc,
+                h1,
+                false,
+                &policy(true, true),
                 Version::Http1,
             ),
         ];
-        for (protocol, client, upgrade, expected) in cases {
+        for (protocol, client, upgrade, settings, expected) in cases {
             assert_eq!(
-                version(protocol, client, upgrade),
+                version(protocol, client, upgrade, settings),
                 expected,
-                "{protocol:?} {client:?} {upgrade}"
+                "{protocol:?} {client:?} {upgrade} {settings:?}"
             );
         }
     }

@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response};
 use sluice_api::model::Protocol;
+use sluice_api::model::policy::Settings;
 
 use super::record::{Recorded, Recorder};
 use super::{Body, forward, headers, incoming, respond};
@@ -43,7 +44,12 @@ impl Inbound {
             .uri
             .path_and_query()
             .map_or("/".into(), |p| p.as_str().to_string());
-        let version = forward::version(Protocol::Detect, parts.version, upgrade);
+        let version = forward::version(
+            Protocol::Detect,
+            parts.version,
+            upgrade,
+            &Settings::default(),
+        );
         let req = forward::request(
             parts.method,
             &authority,
@@ -59,12 +65,13 @@ impl Inbound {
             .map_or(std::time::Duration::from_secs(10), |s| {
                 s.model.mesh.connect_timeout
             });
-        let resp = match self
-            .sidecar
-            .inbound_pool
-            .send(self.dst, version, req, timeout)
-            .await
-        {
+        let to = super::Upstream {
+            addr: self.dst,
+            version,
+            connect_timeout: timeout,
+            cluster: &self.sidecar.app,
+        };
+        let resp = match self.sidecar.inbound_pool.send(&to, req).await {
             Ok(resp) => forward::response(resp, parts.version, client_upgrade),
             Err(failed) => {
                 record.error = Some(failed.error.to_string());

@@ -86,12 +86,17 @@ async fn send(
 ) -> Result<(), BoxError> {
     let dest = destination::resolve(snap, target, dst)?;
     let endpoint = dest.pick(sidecar, dst, &HashInput::default()).await?;
-    let version = forward::version(dest.protocol, client, false);
+    let version = forward::version(dest.protocol, client, false, dest.settings);
     let req = forward::for_version(req, version);
-    let timeout = dest.connect_timeout(snap);
+    let to = super::Upstream {
+        addr: endpoint.addr,
+        version,
+        connect_timeout: dest.connect_timeout(snap),
+        cluster: dest.cluster,
+    };
     let resp = sidecar
         .outbound_pool
-        .send(endpoint.addr, version, req, timeout)
+        .send(&to, req)
         .await
         .map_err(|f| f.error)?;
     // Read the answer to its end so the connection goes back to the pool.

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use http::header::SET_COOKIE;
 use http::request::Parts;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -16,9 +17,10 @@ use sluice_api::model::routes::{HeaderOps, HttpRule, RequestInfo, RetryPolicy, T
 use super::record::{Recorded, Recorder};
 use super::retry::{self, RequestBody};
 use super::route::{self, Action};
-use super::{Body, forward, headers, mirror, respond};
+use super::{Body, Upstream, cors, forward, headers, mirror, respond};
 use crate::Sidecar;
-use crate::balance::HashInput;
+use crate::balance::{HashInput, SessionCookie};
+use crate::cluster::{Limit, Permit};
 use crate::config::Snapshot;
 use crate::destination::{self, Destination, Endpoint};
 use crate::error::ProxyError;
@@ -85,6 +87,13 @@ impl Outbound {
         };
         let routed = route::route(&snap.model, &info, self.dst);
         record.route = routed.rule.and_then(|r| r.name.clone());
+        let cors_policy = routed.rule.and_then(|r| r.cors.as_ref());
+        let cors_origin = match cors_policy.map(|c| cors::decide(c, &parts.method, &parts.headers))
+        {
+            Some(cors::Decision::Answer(preflight)) => return preflight,
+            Some(cors::Decision::Allow(origin)) => Some(origin),
+            Some(cors::Decision::Pass) | None => None,
+        };
         let mut resp = match routed.action {
             Action::Respond { status, body } => respond::text(status, body),
             Action::Redirect { location, code } => respond::redirect(&location, code),
@@ -102,6 +111,9 @@ impl Outbound {
         };
         if let Some(rule) = routed.rule {
             headers::apply(&rule.response_headers, resp.headers_mut());
+        }
+        if let (Some(policy), Some(origin)) = (cors_policy, cors_origin) {
+            cors::allow(policy, origin, resp.headers_mut());
         }
         resp
     }
@@ -177,8 +189,8 @@ impl Outbound {
         if let Some(rule) = route.rule {
             self.mirror(snap, rule, &parts, &authority, &path, &mut body);
         }
-        let version = forward::version(dest.protocol, parts.version, upgrade);
-        let request = Upstream {
+        let version = forward::version(dest.protocol, parts.version, upgrade, dest.settings);
+        let request = Outgoing {
             parts: &parts,
             authority: &authority,
             path: &path,
@@ -192,7 +204,19 @@ impl Outbound {
                 &default_retries
             }
         };
-        let attempts = self.attempts(snap, &dest, &request, body, retries);
+        let session = SessionCookie::generate(
+            &dest.settings.load_balancer,
+            &parts.headers,
+            self.peer,
+            self.dst,
+        );
+        let hash = HashInput {
+            headers: Some(&parts.headers),
+            query: parts.uri.query().unwrap_or(""),
+            source: Some(self.peer.ip()),
+            generated_cookie: session.as_ref().map(|s| s.value.as_str()),
+        };
+        let attempts = self.attempts(snap, &dest, &request, &hash, body, retries);
         let outcome = match route.rule.and_then(|r| r.timeout) {
             Some(t) => tokio::time::timeout(t, attempts)
                 .await
@@ -203,42 +227,47 @@ impl Outbound {
             Ok((resp, endpoint)) => {
                 record.upstream = Some(endpoint.addr);
                 record.labels.destination_version = endpoint.version.unwrap_or_default();
-                forward::response(resp, parts.version, client_upgrade)
+                let mut resp = forward::response(resp, parts.version, client_upgrade);
+                if let Some(cookie) = session {
+                    resp.headers_mut().append(SET_COOKIE, cookie.set_cookie);
+                }
+                resp
             }
             Err(e) => self.fail(snap, e, record, grpc),
         }
     }
 
-    /// Tries, and retries as the policy allows, on freshly chosen endpoints.
+    /// Tries, and retries as the policy and the destination's retry budget
+    /// (`maxRetries`) allow, on freshly chosen endpoints.
     async fn attempts(
         &self,
         snap: &Snapshot,
         dest: &Destination<'_>,
-        request: &Upstream<'_>,
+        request: &Outgoing<'_>,
+        hash: &HashInput<'_>,
         mut body: RequestBody,
         retries: &RetryPolicy,
-    ) -> Result<(Response<Incoming>, Endpoint), ProxyError> {
-        let hash = HashInput {
-            headers: Some(&request.parts.headers),
-            query: request.parts.uri.query().unwrap_or(""),
-            source: Some(self.peer.ip()),
-        };
+    ) -> Result<(Response<Body>, Endpoint), ProxyError> {
         let connect_timeout = dest.connect_timeout(snap);
         let mut unsent = body.take();
         let mut n = 1;
+        let mut retrying: Option<Permit> = None;
         loop {
-            let endpoint = dest.pick(&self.sidecar, self.dst, &hash).await?;
+            let endpoint = dest.pick(&self.sidecar, self.dst, hash).await?;
             let try_body = unsent
                 .take()
                 .or_else(|| body.take())
                 .unwrap_or_else(super::empty);
-            let req = request.build(try_body);
-            let sent = self.sidecar.outbound_pool.send(
-                endpoint.addr,
-                request.version,
-                req,
+            let to = Upstream {
+                addr: endpoint.addr,
+                version: request.version,
                 connect_timeout,
-            );
+                cluster: dest.cluster,
+            };
+            let sent = self
+                .sidecar
+                .outbound_pool
+                .send(&to, request.build(try_body));
             let result = match retries.per_try_timeout {
                 Some(t) => tokio::time::timeout(t, sent).await.unwrap_or_else(|_| {
                     Err(Box::new(super::pool::Failed {
@@ -248,6 +277,8 @@ impl Outbound {
                 }),
                 None => sent.await,
             };
+            // A retry counts against the budget until its answer is in.
+            drop(retrying.take());
             let more = n <= retries.attempts;
             let status = result.as_ref().ok().map(|r| r.status().as_u16());
             if status.is_some() || matches!(&result, Err(f) if retry::is_endpoint_failure(&f.error))
@@ -258,6 +289,10 @@ impl Outbound {
                 Ok(resp)
                     if more && body.replayable() && retry::retry_response(&retries.on, &resp) =>
                 {
+                    retrying = Some(match self.retry_budget(dest) {
+                        Some(p) => p,
+                        None => return Ok((resp, endpoint)),
+                    });
                     tracing::debug!(upstream = %endpoint.addr, status = %resp.status(), "retrying");
                 }
                 Ok(resp) => return Ok((resp, endpoint)),
@@ -267,6 +302,10 @@ impl Outbound {
                     if !(more && can_resend && retry::retry_error(&retries.on, &failed.error)) {
                         return Err(failed.error);
                     }
+                    retrying = Some(match self.retry_budget(dest) {
+                        Some(p) => p,
+                        None => return Err(failed.error),
+                    });
                     tracing::debug!("retrying after: {}", failed.error);
                     unsent = again.filter(|_| !body.replayable());
                 }
@@ -274,6 +313,18 @@ impl Outbound {
             n += 1;
             tokio::time::sleep(retry::backoff(retries.backoff, n)).await;
         }
+    }
+
+    /// A place among the destination's retries in flight; `None` (counted)
+    /// when `maxRetries` are in flight: then the last answer stands, as in Envoy.
+    fn retry_budget(&self, dest: &Destination<'_>) -> Option<Permit> {
+        dest.cluster
+            .admit(Limit::Retries)
+            .inspect_err(|o| {
+                tracing::debug!("not retried: {o}");
+                self.sidecar.metrics.overflow(&o.cluster, o.limit);
+            })
+            .ok()
     }
 
     /// Sends copies to the rule's mirrors that this request is sampled for.
@@ -357,14 +408,14 @@ impl Outbound {
 }
 
 /// The upstream request, built again for each try.
-struct Upstream<'a> {
+struct Outgoing<'a> {
     parts: &'a Parts,
     authority: &'a str,
     path: &'a str,
     version: super::Version,
 }
 
-impl Upstream<'_> {
+impl Outgoing<'_> {
     fn build(&self, body: Body) -> Request<Body> {
         let p = self.parts;
         forward::request(

@@ -1,29 +1,33 @@
-//! Upstream connections, pooled by endpoint address so they outlive config
-//! versions: HTTP/1.1 connections reused one request at a time, one
-//! multiplexed HTTP/2 connection per endpoint.
+//! Upstream connections, pooled per endpoint address and destination (so
+//! they outlive config versions and each destination's limits and policy
+//! apply to its own connections): HTTP/1.1 connections reused one request at
+//! a time, one multiplexed HTTP/2 connection per endpoint. Requests beyond
+//! the destination's circuit-breaker thresholds are refused or wait for a
+//! connection, as in Envoy's connection pools.
+
+mod conn;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use self::conn::{ConnState, Held, HeldBody, Slot};
 use super::Body;
+use crate::cluster::{Cluster, Limit, Overflow, Permit};
 use crate::error::ProxyError;
+use crate::metrics::Metrics;
 use crate::tcp;
-
-/// Idle HTTP/1.1 connections kept per endpoint.
-const MAX_IDLE: usize = 128;
-/// Idle HTTP/1.1 connections older than this are closed rather than reused.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+use crate::tls::{Alpn, Stream, Tls};
 
 /// The HTTP version spoken upstream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Version {
     /// HTTP/1.1.
     Http1,
@@ -40,6 +44,20 @@ pub enum Dial {
     App,
 }
 
+/// Where a request goes: the endpoint, the version spoken, and the
+/// destination whose limits and connection policy apply.
+#[derive(Clone, Copy, Debug)]
+pub struct Upstream<'a> {
+    /// The endpoint.
+    pub addr: SocketAddr,
+    /// HTTP/1.1 or HTTP/2.
+    pub version: Version,
+    /// Longest wait for a new connection.
+    pub connect_timeout: Duration,
+    /// The destination (service, subset, port).
+    pub cluster: &'a Cluster,
+}
+
 /// A request that failed, with the request itself when it never left.
 #[derive(Debug)]
 pub struct Failed {
@@ -49,8 +67,14 @@ pub struct Failed {
     pub request: Option<Request<Body>>,
 }
 
-/// An idle HTTP/1.1 connection and since when.
-type Idle = (http1::SendRequest<Body>, Instant);
+/// The connections of one endpoint of one destination, per version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    addr: SocketAddr,
+    cluster: u64,
+    tls: u64,
+    version: Version,
+}
 
 /// Pooled upstream connections.
 #[derive(Clone, Debug)]
@@ -61,190 +85,380 @@ pub struct Pool {
 #[derive(Debug)]
 struct Inner {
     dial: Dial,
-    h1: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
-    h2: Mutex<HashMap<SocketAddr, http2::SendRequest<Body>>>,
+    slots: Mutex<HashMap<Key, Arc<Slot>>>,
+    metrics: Arc<Metrics>,
+}
+
+/// A connection taken for one request.
+enum Taken {
+    H1(http1::SendRequest<Body>, Held),
+    H2(http2::SendRequest<Body>, Held),
 }
 
 impl Pool {
-    /// An empty pool that reaches addresses with `dial`.
-    pub fn new(dial: Dial) -> Pool {
+    /// An empty pool that reaches addresses with `dial` and counts overflows in `metrics`.
+    pub fn new(dial: Dial, metrics: Arc<Metrics>) -> Pool {
         Pool {
             inner: Arc::new(Inner {
                 dial,
-                h1: Mutex::default(),
-                h2: Mutex::default(),
+                slots: Mutex::default(),
+                metrics,
             }),
         }
     }
 
-    /// Sends a request to `addr`, on a pooled connection when one is free.
+    /// Sends a request on a pooled connection when one is free, else on a
+    /// new one when the destination may open one, else when one is freed.
     pub async fn send(
         &self,
-        addr: SocketAddr,
-        version: Version,
-        req: Request<Body>,
-        connect_timeout: Duration,
-    ) -> Result<Response<Incoming>, Box<Failed>> {
-        match version {
-            Version::Http1 => self.send_h1(addr, req, connect_timeout).await,
-            Version::Http2 => self.send_h2(addr, req, connect_timeout).await,
+        to: &Upstream<'_>,
+        mut req: Request<Body>,
+    ) -> Result<Response<Body>, Box<Failed>> {
+        let request = match self.admit(to.cluster, Limit::Requests) {
+            Ok(p) => p,
+            Err(o) => return Err(overflow(o, req)),
+        };
+        let slot = self.slot(to);
+        let mut pending: Option<Permit> = None;
+        let mut queued = false;
+        loop {
+            let freed = slot.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(taken) = take(&slot, to.version) {
+                match self.send_on(to, &slot, taken, req).await {
+                    Ok(resp) => return Ok(with_held(resp, request)),
+                    Err(failed) => match failed.request {
+                        // A pooled connection went away before the request left: another.
+                        Some(r) => {
+                            req = r;
+                            continue;
+                        }
+                        None => return Err(failed),
+                    },
+                }
+            }
+            if pending.is_none() {
+                match self.admit(to.cluster, Limit::PendingRequests) {
+                    Ok(p) => pending = Some(p),
+                    Err(o) => return Err(overflow(o, req)),
+                }
+            }
+            if to.version == Version::Http2 && slot.lock().h2_connecting {
+                freed.await;
+                continue;
+            }
+            let permit = match to.cluster.admit(Limit::Connections) {
+                Ok(p) => p,
+                // An endpoint without connections always gets one (as in
+                // Envoy), so its waiting requests are never stranded.
+                Err(_) if slot.open.load(Ordering::Acquire) == 0 => {
+                    to.cluster.breaker.acquire(Limit::Connections)
+                }
+                Err(o) => {
+                    if !queued {
+                        queued = true;
+                        self.inner.metrics.overflow(&o.cluster, o.limit);
+                    }
+                    freed.await;
+                    continue;
+                }
+            };
+            let taken = match self.open(to, &slot, permit).await {
+                Ok(taken) => taken,
+                Err(error) => {
+                    return Err(Box::new(Failed {
+                        error,
+                        request: Some(req),
+                    }));
+                }
+            };
+            drop(pending);
+            return self
+                .send_on(to, &slot, taken, req)
+                .await
+                .map(|resp| with_held(resp, request));
         }
     }
 
-    /// Takes over a connection made for another purpose (protocol detection) as
-    /// a fresh pooled connection to `addr`.
-    pub async fn adopt(&self, addr: SocketAddr, version: Version, stream: TcpStream) {
-        match version {
-            Version::Http1 => {
-                if let Ok(sender) = handshake_h1(stream).await {
-                    self.checkin_h1(addr, sender);
+    /// Takes over a connection made for another purpose (protocol detection)
+    /// as a free pooled connection; `permit` counts it for its destination.
+    pub async fn adopt(&self, to: &Upstream<'_>, stream: TcpStream, permit: Option<Permit>) {
+        let slot = self.slot(to);
+        let permit = permit.unwrap_or_else(|| to.cluster.breaker.acquire(Limit::Connections));
+        slot.open.fetch_add(1, Ordering::AcqRel);
+        let state = ConnState::new(to.cluster.connection, slot.clone());
+        match to.version {
+            Version::Http1 => match http1::handshake(TokioIo::new(Stream::Plain(stream))).await {
+                Ok((sender, conn)) => {
+                    tokio::spawn(conn::drive(
+                        conn.with_upgrades(),
+                        state.clone(),
+                        Some(permit),
+                    ));
+                    slot.lock().h1.push((sender, state));
                 }
+                Err(e) => {
+                    slot.open.fetch_sub(1, Ordering::AcqRel);
+                    tracing::debug!("adopting an upstream connection: {e}");
+                }
+            },
+            Version::Http2 => match handshake_h2(Stream::Plain(stream)).await {
+                Ok((sender, conn)) => {
+                    tokio::spawn(conn::drive(conn, state.clone(), Some(permit)));
+                    let mut conns = slot.lock();
+                    if conns.h2.is_none() {
+                        conns.h2 = Some((sender, state));
+                    }
+                }
+                Err(e) => {
+                    slot.open.fetch_sub(1, Ordering::AcqRel);
+                    tracing::debug!("adopting an upstream connection: {e}");
+                }
+            },
+        }
+    }
+
+    fn admit(&self, cluster: &Cluster, limit: Limit) -> Result<Permit, Overflow> {
+        cluster.admit(limit).inspect_err(|o| {
+            self.inner.metrics.overflow(&o.cluster, o.limit);
+        })
+    }
+
+    fn slot(&self, to: &Upstream<'_>) -> Arc<Slot> {
+        let key = Key {
+            addr: to.addr,
+            cluster: to.cluster.id,
+            tls: to.cluster.tls.fingerprint(),
+            version: to.version,
+        };
+        let mut slots = self
+            .inner
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        slots.entry(key).or_default().clone()
+    }
+
+    /// Opens a connection counted by `permit`, taken for one request.
+    async fn open(
+        &self,
+        to: &Upstream<'_>,
+        slot: &Arc<Slot>,
+        permit: Permit,
+    ) -> Result<Taken, ProxyError> {
+        let mut opening = Opening::start(slot, to.version);
+        let opened = self.handshake(to, slot, permit).await;
+        opening.opened = opened.is_ok();
+        opened
+    }
+
+    async fn handshake(
+        &self,
+        to: &Upstream<'_>,
+        slot: &Arc<Slot>,
+        permit: Permit,
+    ) -> Result<Taken, ProxyError> {
+        let stream = self.dial(to).await?;
+        let state = ConnState::new(to.cluster.connection, slot.clone());
+        let fail = |source| ProxyError::Upstream {
+            addr: to.addr,
+            source,
+        };
+        match to.version {
+            Version::Http1 => {
+                let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(fail)?;
+                tokio::spawn(conn::drive(
+                    conn.with_upgrades(),
+                    state.clone(),
+                    Some(permit),
+                ));
+                state.claim(true);
+                Ok(Taken::H1(sender, Held::claimed(state)))
             }
             Version::Http2 => {
-                if let Ok(sender) = handshake_h2(stream).await {
-                    self.lock_h2().insert(addr, sender);
+                let (sender, conn) = handshake_h2(stream).await.map_err(fail)?;
+                tokio::spawn(conn::drive(conn, state.clone(), Some(permit)));
+                state.claim(false);
+                if !state.is_retired() {
+                    slot.lock().h2 = Some((sender.clone(), state.clone()));
+                }
+                Ok(Taken::H2(sender, Held::claimed(state)))
+            }
+        }
+    }
+
+    /// Sends on a taken connection; an HTTP/1.1 one goes back to the pool
+    /// once the response head is in (it is free again when its body ends).
+    async fn send_on(
+        &self,
+        to: &Upstream<'_>,
+        slot: &Slot,
+        taken: Taken,
+        req: Request<Body>,
+    ) -> Result<(Response<hyper::body::Incoming>, Held), Box<Failed>> {
+        let fail = |mut e: hyper::client::conn::TrySendError<Request<Body>>| {
+            let request = e.take_message();
+            Box::new(Failed {
+                error: ProxyError::Upstream {
+                    addr: to.addr,
+                    source: e.into_error(),
+                },
+                request,
+            })
+        };
+        match taken {
+            Taken::H1(mut sender, held) => {
+                if let Err(source) = sender.ready().await {
+                    return Err(Box::new(Failed {
+                        error: ProxyError::Upstream {
+                            addr: to.addr,
+                            source,
+                        },
+                        request: Some(req),
+                    }));
+                }
+                match sender.try_send_request(req).await {
+                    Ok(resp) => {
+                        if !held.state().is_retired() {
+                            slot.lock().h1.push((sender, held.state().clone()));
+                        }
+                        Ok((resp, held))
+                    }
+                    Err(e) => Err(fail(e)),
                 }
             }
-        }
-    }
-
-    async fn send_h1(
-        &self,
-        addr: SocketAddr,
-        mut req: Request<Body>,
-        timeout: Duration,
-    ) -> Result<Response<Incoming>, Box<Failed>> {
-        loop {
-            let (mut sender, reused) = match self.checkout_h1(addr) {
-                Some(s) => (s, true),
-                None => match self.dial(addr, timeout).await {
-                    Ok(stream) => (
-                        handshake_h1(stream)
-                            .await
-                            .map_err(|e| upstream(addr, e, None))?,
-                        false,
-                    ),
-                    Err(error) => {
-                        return Err(Box::new(Failed {
-                            error,
-                            request: Some(req),
-                        }));
+            Taken::H2(mut sender, held) => match sender.try_send_request(req).await {
+                Ok(resp) => Ok((resp, held)),
+                Err(e) => {
+                    let mut conns = slot.lock();
+                    if conns
+                        .h2
+                        .as_ref()
+                        .is_some_and(|(_, s)| Arc::ptr_eq(s, held.state()))
+                    {
+                        conns.h2 = None;
                     }
-                },
-            };
-            match sender.try_send_request(req).await {
-                Ok(resp) => {
-                    self.checkin_h1(addr, sender);
-                    return Ok(resp);
+                    drop(conns);
+                    Err(fail(e))
                 }
-                Err(mut e) => match e.take_message() {
-                    // A reused connection closed under us before the request left: try another.
-                    Some(r) if reused => req = r,
-                    message => return Err(upstream(addr, e.into_error(), message)),
-                },
-            }
+            },
         }
     }
 
-    async fn send_h2(
-        &self,
-        addr: SocketAddr,
-        mut req: Request<Body>,
-        timeout: Duration,
-    ) -> Result<Response<Incoming>, Box<Failed>> {
-        loop {
-            let pooled = self
-                .lock_h2()
-                .get(&addr)
-                .filter(|s| !s.is_closed())
-                .cloned();
-            let (mut sender, reused) = match pooled {
-                Some(s) => (s, true),
-                None => match self.dial(addr, timeout).await {
-                    Ok(stream) => {
-                        let sender = handshake_h2(stream)
-                            .await
-                            .map_err(|e| upstream(addr, e, None))?;
-                        self.lock_h2().insert(addr, sender.clone());
-                        (sender, false)
-                    }
-                    Err(error) => {
-                        return Err(Box::new(Failed {
-                            error,
-                            request: Some(req),
-                        }));
-                    }
-                },
-            };
-            match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(resp),
-                Err(mut e) => match e.take_message() {
-                    Some(r) if reused => {
-                        self.lock_h2().remove(&addr);
-                        req = r;
-                    }
-                    message => return Err(upstream(addr, e.into_error(), message)),
-                },
-            }
+    /// Connects to the endpoint, with TLS when the destination originates it.
+    async fn dial(&self, to: &Upstream<'_>) -> Result<Stream, ProxyError> {
+        if let Tls::Unavailable(reason) = &to.cluster.tls {
+            return Err(ProxyError::TlsUnavailable {
+                destination: to.cluster.name.to_string(),
+                reason: reason.clone(),
+            });
         }
-    }
-
-    async fn dial(&self, addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ProxyError> {
-        match self.inner.dial {
-            Dial::Direct => tcp::connect(addr, timeout).await,
-            Dial::App => tcp::connect_app(addr, timeout).await,
+        let (addr, timeout) = (to.addr, to.connect_timeout);
+        let stream = match self.inner.dial {
+            Dial::Direct => tcp::connect(addr, timeout).await?,
+            Dial::App => tcp::connect_app(addr, timeout).await?,
+        };
+        let Tls::Originate(tls) = &to.cluster.tls else {
+            return Ok(Stream::Plain(stream));
+        };
+        let alpn = match to.version {
+            Version::Http1 => Alpn::Http1,
+            Version::Http2 => Alpn::Http2,
+        };
+        match tls.connect(stream, addr, alpn).await {
+            Ok(s) => Ok(Stream::Tls(Box::new(s))),
+            Err(source) => Err(ProxyError::Tls { addr, source }),
         }
-    }
-
-    fn checkout_h1(&self, addr: SocketAddr) -> Option<http1::SendRequest<Body>> {
-        let mut idle = self.inner.h1.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = idle.get_mut(&addr)?;
-        list.retain(|(s, since)| !s.is_closed() && since.elapsed() < IDLE_TIMEOUT);
-        let ready = list.iter().position(|(s, _)| s.is_ready())?;
-        Some(list.swap_remove(ready).0)
-    }
-
-    /// Returns a connection; it becomes usable again once its response is read.
-    fn checkin_h1(&self, addr: SocketAddr, sender: http1::SendRequest<Body>) {
-        let mut idle = self.inner.h1.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = idle.entry(addr).or_default();
-        if list.len() < MAX_IDLE {
-            list.push((sender, Instant::now()));
-        }
-    }
-
-    fn lock_h2(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, http2::SendRequest<Body>>> {
-        self.inner.h2.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-fn upstream(addr: SocketAddr, source: hyper::Error, request: Option<Request<Body>>) -> Box<Failed> {
+/// A connection being opened in a slot: counted as open, and for HTTP/2
+/// the one others wait for. Dropped when done, or when the request gave up
+/// (timeout), it uncounts a connection that did not open and wakes the waiters.
+struct Opening<'a> {
+    slot: &'a Slot,
+    version: Version,
+    opened: bool,
+}
+
+impl<'a> Opening<'a> {
+    fn start(slot: &'a Slot, version: Version) -> Opening<'a> {
+        slot.open.fetch_add(1, Ordering::AcqRel);
+        if version == Version::Http2 {
+            slot.lock().h2_connecting = true;
+        }
+        Opening {
+            slot,
+            version,
+            opened: false,
+        }
+    }
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        if self.version == Version::Http2 {
+            self.slot.lock().h2_connecting = false;
+        }
+        if !self.opened {
+            self.slot.open.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.slot.freed.notify_waiters();
+    }
+}
+
+/// A free pooled connection of `slot`, taken for one request.
+fn take(slot: &Slot, version: Version) -> Option<Taken> {
+    let mut conns = slot.lock();
+    match version {
+        Version::Http1 => {
+            conns
+                .h1
+                .retain(|(sender, state)| !sender.is_closed() && !state.is_closed());
+            let free = conns.h1.iter().position(|(_, state)| state.claim(true))?;
+            let (sender, state) = conns.h1.swap_remove(free);
+            Some(Taken::H1(sender, Held::claimed(state)))
+        }
+        Version::Http2 => {
+            let (sender, state) = conns.h2.as_ref()?;
+            if sender.is_closed() || !state.claim(false) {
+                conns.h2 = None;
+                return None;
+            }
+            let taken = Taken::H2(sender.clone(), Held::claimed(state.clone()));
+            if state.is_retired() {
+                conns.h2 = None;
+            }
+            Some(taken)
+        }
+    }
+}
+
+/// The response, its body holding the request's place until it ends.
+fn with_held(
+    (resp, held): (Response<hyper::body::Incoming>, Held),
+    request: Permit,
+) -> Response<Body> {
+    resp.map(|body| HeldBody::wrap(body, held.with_request(request)))
+}
+
+fn overflow(o: Overflow, req: Request<Body>) -> Box<Failed> {
     Box::new(Failed {
-        error: ProxyError::Upstream { addr, source },
-        request,
+        error: ProxyError::Overflow(o),
+        request: Some(req),
     })
 }
 
-async fn handshake_h1(stream: TcpStream) -> hyper::Result<http1::SendRequest<Body>> {
-    let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!("upstream HTTP/1.1 connection: {e}");
-        }
-    });
-    Ok(sender)
-}
-
-async fn handshake_h2(stream: TcpStream) -> hyper::Result<http2::SendRequest<Body>> {
-    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+async fn handshake_h2(
+    stream: Stream,
+) -> hyper::Result<(
+    http2::SendRequest<Body>,
+    http2::Connection<TokioIo<Stream>, Body, TokioExecutor>,
+)> {
+    http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .keep_alive_interval(Duration::from_secs(30))
         .handshake(TokioIo::new(stream))
-        .await?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!("upstream HTTP/2 connection: {e}");
-        }
-    });
-    Ok(sender)
+        .await
 }

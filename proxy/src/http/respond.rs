@@ -20,10 +20,14 @@ pub fn status(err: &ProxyError) -> StatusCode {
         ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         ProxyError::MissingSubset { .. }
         | ProxyError::NoEndpoints(_)
+        | ProxyError::NoHealthyEndpoints(_)
         | ProxyError::UnknownHost(_)
         | ProxyError::Delegate(_)
         | ProxyError::Resolve { .. }
         | ProxyError::Connect { .. }
+        | ProxyError::Overflow(_)
+        | ProxyError::Tls { .. }
+        | ProxyError::TlsUnavailable { .. }
         | ProxyError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
@@ -49,12 +53,16 @@ fn kind(err: &ProxyError) -> &'static str {
         ProxyError::NoRoute { .. } => "no-route",
         ProxyError::MissingSubset { .. } => "missing-subset",
         ProxyError::NoEndpoints(_) => "no-endpoints",
+        ProxyError::NoHealthyEndpoints(_) => "no-healthy-upstream",
         ProxyError::UnknownHost(_) => "unknown-host",
         ProxyError::Delegate(_) => "delegate",
         ProxyError::Resolve { .. } => "dns",
         ProxyError::Connect { .. } => "connect",
         ProxyError::Upstream { .. } => "upstream",
         ProxyError::Timeout(_) => "timeout",
+        ProxyError::Overflow(_) => "overflow",
+        ProxyError::Tls { .. } => "tls",
+        ProxyError::TlsUnavailable { .. } => "tls-unavailable",
         ProxyError::NotReady => "not-ready",
     }
 }

@@ -63,7 +63,7 @@ impl RequestBody {
 pub fn retry_error(on: &RetryOn, err: &ProxyError) -> bool {
     let any_5xx = on.server_error || on.gateway_error;
     match err {
-        ProxyError::Connect { .. } => any_5xx || on.connect_failure,
+        ProxyError::Connect { .. } | ProxyError::Tls { .. } => any_5xx || on.connect_failure,
         ProxyError::Upstream { .. } | ProxyError::Timeout(_) => any_5xx || on.reset,
         _ => false,
     }
@@ -73,13 +73,16 @@ pub fn retry_error(on: &RetryOn, err: &ProxyError) -> bool {
 pub fn is_endpoint_failure(err: &ProxyError) -> bool {
     matches!(
         err,
-        ProxyError::Connect { .. } | ProxyError::Upstream { .. } | ProxyError::Timeout(_)
+        ProxyError::Connect { .. }
+            | ProxyError::Tls { .. }
+            | ProxyError::Upstream { .. }
+            | ProxyError::Timeout(_)
     )
 }
 
 /// True when an answer is retried under `on`: by HTTP status, or by the gRPC
 /// status of a trailers-only answer.
-pub fn retry_response(on: &RetryOn, resp: &Response<Incoming>) -> bool {
+pub fn retry_response<B>(on: &RetryOn, resp: &Response<B>) -> bool {
     if on.status(resp.status().as_u16()) {
         return true;
     }

@@ -45,7 +45,13 @@ pub async fn handle(
             } else {
                 http::Version::Http1
             };
-            sidecar.inbound_pool.adopt(dst, version, app).await;
+            let to = http::Upstream {
+                addr: dst,
+                version,
+                connect_timeout,
+                cluster: &sidecar.app,
+            };
+            sidecar.inbound_pool.adopt(&to, app, None).await;
         }
         let inbound = Inbound::new(sidecar, dst);
         return http::serve(

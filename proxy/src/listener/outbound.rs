@@ -7,16 +7,19 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use sluice_api::mesh_config::OutboundMode;
+use sluice_api::model::policy::Outlier;
 use sluice_api::model::{Protocol, Service, ServiceId, ServicePort};
 use tokio::net::TcpStream;
 
 use crate::balance::HashInput;
+use crate::cluster::{Cluster, Limit, Permit};
 use crate::config::Snapshot;
 use crate::drain;
 use crate::error::ProxyError;
 use crate::http::{self, Outbound};
 use crate::metrics::{Direction, TcpLabels};
 use crate::protocol::{self, Prefixed, Sniff};
+use crate::tls::{Alpn, Stream, Tls};
 use crate::{Sidecar, destination, tcp};
 
 /// Handles one captured outbound connection.
@@ -77,30 +80,48 @@ async fn detect(
     drain: drain::Watch,
 ) {
     let timeout = snap.model.mesh.protocol_detection_timeout;
-    let upstream = match tcp_endpoint(&sidecar, &snap, id, dst, None).await {
-        Ok((addr, connect_timeout)) => Some((addr, connect_timeout)),
+    let upstream = match tcp_upstream(&sidecar, &snap, id, dst, None).await {
+        Ok(u) => Some(u),
         Err(e) => {
             tracing::debug!(%dst, "no TCP endpoint to connect to while detecting: {e}");
             None
         }
     };
+    // Connecting early serves server-first protocols; with TLS originated
+    // the server cannot speak before the handshake, which waits for TCP.
     let connecting = upstream
-        .map(|(addr, t)| async move { tcp::connect(addr, t).await.map_err(std::io::Error::other) });
+        .as_ref()
+        .filter(|u| matches!(u.cluster.tls, Tls::Plain))
+        .map(|u| {
+            let (addr, t) = (u.addr, u.connect_timeout);
+            async move { tcp::connect(addr, t).await.map_err(std::io::Error::other) }
+        });
     let found = protocol::detect(&mut stream, connecting, timeout).await;
+    if let (Some(u), Some(connected)) = (&upstream, &found.upstream) {
+        u.record(&sidecar, connected.is_ok());
+    }
     match found.sniff {
         Sniff::Http1 | Sniff::Http2 => {
             // The connection made for TCP is a good first pooled HTTP connection.
-            if let (Some((addr, _)), Some(Ok(conn))) = (upstream, found.upstream) {
+            if let (Some(u), Some(Ok(conn))) = (upstream, found.upstream) {
                 let version = if found.sniff == Sniff::Http2 {
                     http::Version::Http2
                 } else {
                     http::Version::Http1
                 };
-                sidecar.outbound_pool.adopt(addr, version, conn).await;
+                let to = http::Upstream {
+                    addr: u.addr,
+                    version,
+                    connect_timeout: u.connect_timeout,
+                    cluster: &u.cluster,
+                };
+                sidecar.outbound_pool.adopt(&to, conn, Some(u.permit)).await;
             }
             serve_http(sidecar, stream, found.client, dst, peer, &drain).await;
         }
         Sniff::Tls { sni } => {
+            // Routed again by SNI: the early connection and its count go.
+            drop((upstream, found.upstream));
             let handoff = Handoff {
                 client: found.client,
                 sni,
@@ -112,7 +133,10 @@ async fn detect(
             let handoff = Handoff {
                 client: found.client,
                 server: found.server,
-                upstream: found.upstream.and_then(Result::ok),
+                upstream: match (upstream, found.upstream) {
+                    (Some(u), Some(Ok(conn))) => Some((Stream::Plain(conn), u.permit)),
+                    _ => None,
+                },
                 sni: None,
             };
             proxy_tcp(&sidecar, &snap, id, stream, dst, handoff).await;
@@ -178,7 +202,9 @@ async fn serve_http(
 struct Handoff {
     client: BytesMut,
     server: BytesMut,
-    upstream: Option<TcpStream>,
+    /// The upstream connection made while detecting, and its place in the
+    /// destination's connection count.
+    upstream: Option<(Stream, Permit)>,
     sni: Option<String>,
 }
 
@@ -196,19 +222,12 @@ async fn proxy_tcp(
         direction: Direction::Outbound,
         destination_service: host,
     };
-    let upstream = match handoff.upstream {
-        Some(upstream) => upstream,
-        None => {
-            let connected = match tcp_endpoint(sidecar, snap, id, dst, handoff.sni.as_deref()).await
-            {
-                Ok((addr, timeout)) => tcp::connect(addr, timeout).await,
-                Err(e) => Err(e),
-            };
-            match connected {
-                Ok(upstream) => upstream,
-                Err(e) => return tracing::info!(%dst, "TCP connection closed: {e}"),
-            }
-        }
+    let (upstream, _permit) = match handoff.upstream {
+        Some(connected) => connected,
+        None => match connect_tcp(sidecar, snap, id, dst, handoff.sni.as_deref()).await {
+            Ok(connected) => connected,
+            Err(e) => return tracing::info!(%dst, "TCP connection closed: {e}"),
+        },
     };
     tcp::relay(
         &sidecar.metrics,
@@ -221,18 +240,83 @@ async fn proxy_tcp(
     .await;
 }
 
-/// The endpoint a TCP connection goes to, by tcp/tls routes, and the connect timeout.
-async fn tcp_endpoint(
+/// Connects to the endpoint the tcp/tls routes choose, within the
+/// destination's `maxConnections`, with TLS when it originates TLS.
+async fn connect_tcp(
     sidecar: &Sidecar,
     snap: &Snapshot,
     id: ServiceId,
     dst: SocketAddr,
     sni: Option<&str>,
-) -> Result<(SocketAddr, std::time::Duration), ProxyError> {
+) -> Result<(Stream, Permit), ProxyError> {
+    let upstream = tcp_upstream(sidecar, snap, id, dst, sni).await?;
+    let (addr, tls) = (upstream.addr, &upstream.cluster.tls);
+    let connected = match tls {
+        Tls::Unavailable(reason) => Err(ProxyError::TlsUnavailable {
+            destination: upstream.cluster.name.to_string(),
+            reason: reason.clone(),
+        }),
+        _ => tcp::connect(addr, upstream.connect_timeout).await,
+    };
+    let stream = match (connected, tls) {
+        (Ok(tcp), Tls::Originate(o)) => o
+            .connect(tcp, addr, Alpn::None)
+            .await
+            .map(|s| Stream::Tls(Box::new(s)))
+            .map_err(|source| ProxyError::Tls { addr, source }),
+        (connected, _) => connected.map(Stream::Plain),
+    };
+    if !matches!(&stream, Err(ProxyError::TlsUnavailable { .. })) {
+        upstream.record(sidecar, stream.is_ok());
+    }
+    Ok((stream?, upstream.permit))
+}
+
+/// The endpoint a TCP connection goes to, counted against its destination's
+/// `maxConnections` (closed, and counted, beyond it).
+struct TcpUpstream {
+    addr: SocketAddr,
+    connect_timeout: std::time::Duration,
+    cluster: Arc<Cluster>,
+    permit: Permit,
+    /// Outlier detection's policy and the destination's endpoints, when it has one.
+    outlier: Option<(Outlier, Vec<SocketAddr>)>,
+}
+
+impl TcpUpstream {
+    /// Records whether connecting worked, for outlier detection.
+    fn record(&self, sidecar: &Sidecar, connected: bool) {
+        if let Some((policy, peers)) = &self.outlier {
+            // A connection made counts as a success, a failed one as a gateway error.
+            let status = connected.then_some(200);
+            sidecar
+                .outliers
+                .record(self.addr, status, policy, || peers.clone());
+        }
+    }
+}
+
+async fn tcp_upstream(
+    sidecar: &Sidecar,
+    snap: &Snapshot,
+    id: ServiceId,
+    dst: SocketAddr,
+    sni: Option<&str>,
+) -> Result<TcpUpstream, ProxyError> {
     let routed = tcp::route(snap, id, dst, sni);
     let dest = destination::resolve(snap, &routed, dst)?;
     let endpoint = dest.pick(sidecar, dst, &HashInput::default()).await?;
-    Ok((endpoint.addr, dest.connect_timeout(snap)))
+    let permit = dest.cluster.admit(Limit::Connections).map_err(|o| {
+        sidecar.metrics.overflow(&o.cluster, o.limit);
+        ProxyError::Overflow(o)
+    })?;
+    Ok(TcpUpstream {
+        addr: endpoint.addr,
+        connect_timeout: dest.connect_timeout(snap),
+        cluster: dest.cluster.clone(),
+        permit,
+        outlier: dest.settings.outlier.clone().map(|p| (p, dest.peers())),
+    })
 }
 
 /// The port of `svc` a connection to `dst` is for: by number, or for an

@@ -153,14 +153,28 @@ impl Reply {
     }
 }
 
-/// One HTTP/1.1 request on a fresh connection.
+/// One HTTP/1.1 GET on a fresh connection.
 pub async fn get(addr: SocketAddr, authority: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    request(addr, "GET", authority, path, headers).await
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    authority: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
     let stream = TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
     tokio::spawn(conn);
-    let mut req = Request::get(path).header("host", authority);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", authority);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Target, WeightedTargets, weights};
+use super::{Cors, Target, WeightedTargets, weights};
 use crate::istio::StringMatch;
 use crate::istio::virtual_service::{
-    CorsPolicy, HeaderOperations, Headers, HttpMatchRequest, HttpRedirect, HttpRetry, HttpRoute,
+    HeaderOperations, Headers, HttpMatchRequest, HttpRedirect, HttpRetry, HttpRoute,
     RedirectPortSelection,
 };
 use crate::model::Workload;
@@ -352,7 +352,7 @@ pub struct HttpRule {
     /// Response header changes.
     pub response_headers: HeaderOps,
     /// CORS policy.
-    pub cors: Option<CorsPolicy>,
+    pub cors: Option<Cors>,
 }
 
 impl HttpRule {
@@ -418,7 +418,7 @@ impl HttpRule {
             mirrors: mirrors(r, ns, registry),
             request_headers,
             response_headers,
-            cors: r.cors_policy.clone(),
+            cors: r.cors_policy.as_ref().map(Cors::compile),
         })
     }
 

@@ -1,0 +1,404 @@
+//! One pooled upstream connection's life: the requests it carries now and in
+//! all, and the task that drives it and closes it when it has been idle for
+//! the idle timeout, has served its last request, or has outlived its
+//! maximum duration (then once its requests are done).
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::client::conn::{http1, http2};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::super::{Body, BoxError};
+use crate::cluster::{ConnectionPolicy, Permit};
+
+/// `active` of a connection that is closed or closing.
+const CLOSED: u32 = u32::MAX;
+
+/// The connections of one endpoint, cluster and HTTP version, and the
+/// requests waiting for one of them.
+#[derive(Debug, Default)]
+pub struct Slot {
+    /// Connections open or being opened.
+    pub open: AtomicU32,
+    /// Woken when a connection becomes free, closes or is opened.
+    pub freed: Notify,
+    /// Pooled connections.
+    pub conns: Mutex<Conns>,
+}
+
+/// The senders of a slot's connections.
+#[derive(Debug, Default)]
+pub struct Conns {
+    /// HTTP/1.1 connections not sending a request (some still reading a response).
+    pub h1: Vec<(http1::SendRequest<Body>, Arc<ConnState>)>,
+    /// The HTTP/2 connection, multiplexed.
+    pub h2: Option<(http2::SendRequest<Body>, Arc<ConnState>)>,
+    /// An HTTP/2 connection is being opened: wait for it rather than open another.
+    pub h2_connecting: bool,
+}
+
+impl Slot {
+    /// Locks the senders.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Conns> {
+        self.conns.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn forget(&self, state: &Arc<ConnState>) {
+        let mut conns = self.lock();
+        conns.h1.retain(|(_, s)| !Arc::ptr_eq(s, state));
+        if conns
+            .h2
+            .as_ref()
+            .is_some_and(|(_, s)| Arc::ptr_eq(s, state))
+        {
+            conns.h2 = None;
+        }
+    }
+}
+
+/// What a connection's users and its driver share.
+#[derive(Debug)]
+pub struct ConnState {
+    /// Requests in flight (until their response body ends), or [`CLOSED`].
+    active: AtomicU32,
+    /// Requests started on it.
+    served: AtomicU32,
+    /// Takes no new requests.
+    retired: AtomicBool,
+    /// When it last became idle, in ms since it opened.
+    idle_since: AtomicU64,
+    /// Woken when the last request in flight ends.
+    idle: Notify,
+    opened: Instant,
+    policy: ConnectionPolicy,
+    slot: Arc<Slot>,
+}
+
+impl ConnState {
+    /// The state of a connection opened now in `slot`.
+    pub fn new(policy: ConnectionPolicy, slot: Arc<Slot>) -> Arc<ConnState> {
+        Arc::new(ConnState {
+            active: AtomicU32::new(0),
+            served: AtomicU32::new(0),
+            retired: AtomicBool::new(false),
+            idle_since: AtomicU64::new(0),
+            idle: Notify::new(),
+            opened: Instant::now(),
+            policy,
+            slot,
+        })
+    }
+
+    /// Takes the connection for one more request: alone (`exclusive`,
+    /// HTTP/1.1) or beside others (HTTP/2). False when it is closed, retired,
+    /// busy (exclusive) or has served its maximum.
+    pub fn claim(&self, exclusive: bool) -> bool {
+        if self.retired.load(Ordering::Acquire) {
+            return false;
+        }
+        let claimed = self
+            .active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| match a {
+                CLOSED => None,
+                a if exclusive && a > 0 => None,
+                a => Some(a + 1),
+            })
+            .is_ok();
+        if !claimed {
+            return false;
+        }
+        let served = self.served.fetch_add(1, Ordering::AcqRel) + 1;
+        match self.policy.max_requests {
+            Some(max) if served > max => {
+                self.release();
+                false
+            }
+            Some(max) if served == max => {
+                self.retired.store(true, Ordering::Release);
+                true
+            }
+            _ => true,
+        }
+    }
+
+    /// Ends one request (its response body ended or was dropped).
+    pub fn release(&self) {
+        let before = self
+            .active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| match a {
+                CLOSED | 0 => None,
+                a => Some(a - 1),
+            });
+        if before == Ok(1) {
+            let ms = self.opened.elapsed().as_millis();
+            self.idle_since
+                .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Release);
+            self.idle.notify_one();
+            self.slot.freed.notify_waiters();
+        }
+    }
+
+    /// True when it takes no new requests.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    /// True when it takes no new requests and none are in flight... or it is
+    /// closed.
+    pub fn is_closed(&self) -> bool {
+        self.active.load(Ordering::Acquire) == CLOSED
+    }
+
+    /// Closes it if idle and due: retired, or idle for the idle timeout.
+    fn close_if_due(&self) -> bool {
+        let idle_for = self.opened.elapsed().saturating_sub(Duration::from_millis(
+            self.idle_since.load(Ordering::Acquire),
+        ));
+        let due = self.is_retired() || idle_for >= self.policy.idle_timeout;
+        due && self
+            .active
+            .compare_exchange(0, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// When the driver should look again, besides when the connection
+    /// becomes idle: when an idle one times out, or an old one is due.
+    fn next_check(&self) -> Option<Instant> {
+        let idle = self.active.load(Ordering::Acquire) == 0;
+        let idle_at = idle.then(|| {
+            self.opened
+                + Duration::from_millis(self.idle_since.load(Ordering::Acquire))
+                + self.policy.idle_timeout
+        });
+        let old_at = self
+            .policy
+            .max_duration
+            .filter(|_| !self.is_retired())
+            .map(|d| self.opened + d);
+        match (idle_at, old_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Drives a connection until it ends or is closed for being idle, worn out
+/// or too old; holds its place in the destination's connection count.
+pub async fn drive<F, E>(conn: F, state: Arc<ConnState>, permit: Option<Permit>)
+where
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    tokio::pin!(conn);
+    loop {
+        let idle = state.idle.notified();
+        let check = state.next_check();
+        let due = async {
+            match check {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = &mut conn => {
+                if let Err(e) = result {
+                    tracing::debug!("upstream connection: {e}");
+                }
+                break;
+            }
+            () = idle => {}
+            () = due => {}
+        }
+        if state
+            .policy
+            .max_duration
+            .is_some_and(|d| state.opened.elapsed() >= d)
+        {
+            state.retired.store(true, Ordering::Release);
+        }
+        if state.close_if_due() {
+            tracing::debug!(
+                served = state.served.load(Ordering::Relaxed),
+                "closing upstream connection"
+            );
+            break;
+        }
+    }
+    state.active.store(CLOSED, Ordering::Release);
+    state.slot.forget(&state);
+    drop(permit);
+    state.slot.open.fetch_sub(1, Ordering::AcqRel);
+    state.slot.freed.notify_waiters();
+}
+
+/// A request's claim on its connection, and its place in the destination's
+/// count of requests: held by the response body until it ends, released
+/// when dropped (also when the request is given up before an answer).
+#[derive(Debug)]
+pub struct Held {
+    state: Arc<ConnState>,
+    request: Option<Permit>,
+}
+
+impl Held {
+    /// The claim of a request that [`ConnState::claim`]ed `state`.
+    pub fn claimed(state: Arc<ConnState>) -> Held {
+        Held {
+            state,
+            request: None,
+        }
+    }
+
+    /// The connection claimed.
+    pub fn state(&self) -> &Arc<ConnState> {
+        &self.state
+    }
+
+    /// Holds the request's permit too.
+    pub fn with_request(mut self, permit: Permit) -> Held {
+        self.request = Some(permit);
+        self
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.state.release();
+    }
+}
+
+/// A response body that lets go of its [`Held`] when it ends or is dropped.
+pub struct HeldBody {
+    inner: Incoming,
+    held: Option<Held>,
+}
+
+impl HeldBody {
+    /// Wraps a response body.
+    pub fn wrap(inner: Incoming, held: Held) -> Body {
+        Body::new(HeldBody {
+            inner,
+            held: Some(held),
+        })
+    }
+}
+
+impl hyper::body::Body for HeldBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            self.held = None;
+        }
+        polled.map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(max_requests: Option<u32>) -> Arc<ConnState> {
+        let policy = ConnectionPolicy {
+            max_requests,
+            ..ConnectionPolicy::default()
+        };
+        ConnState::new(policy, Arc::default())
+    }
+
+    #[test]
+    fn claims_by_version_and_request_count() {
+        // (max requests, exclusive, claims tried without release, claims that succeed)
+        let cases = [
+            (None, true, 3, 1),
+            (None, false, 3, 3),
+            (Some(2), false, 3, 2),
+            (Some(1), true, 1, 1),
+        ];
+        for (max, exclusive, tries, ok) in cases {
+            let s = state(max);
+            let got = (0..tries).filter(|_| s.claim(exclusive)).count();
+            assert_eq!(got, ok, "{max:?} {exclusive}");
+        }
+        let s = state(Some(2));
+        assert!(s.claim(true));
+        s.release();
+        assert!(
+            s.claim(true) && s.is_retired(),
+            "the last request retires it"
+        );
+        s.release();
+        assert!(!s.claim(true));
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_closes_after_the_idle_timeout() {
+        let slot = Arc::new(Slot::default());
+        slot.open.fetch_add(1, Ordering::AcqRel);
+        let policy = ConnectionPolicy {
+            idle_timeout: Duration::from_millis(50),
+            ..ConnectionPolicy::default()
+        };
+        let s = ConnState::new(policy, slot.clone());
+        assert!(s.claim(true));
+        let driver = tokio::spawn(drive(
+            std::future::pending::<Result<(), String>>(),
+            s.clone(),
+            None,
+        ));
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(!driver.is_finished(), "busy connections stay");
+        s.release();
+        tokio::time::timeout(Duration::from_secs(5), driver)
+            .await
+            .expect("closed once idle")
+            .unwrap();
+        assert!(s.is_closed() && !s.claim(false));
+        assert_eq!(slot.open.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn an_old_connection_closes_once_its_requests_end() {
+        let slot = Arc::new(Slot::default());
+        slot.open.fetch_add(1, Ordering::AcqRel);
+        let policy = ConnectionPolicy {
+            max_duration: Some(Duration::from_millis(30)),
+            ..ConnectionPolicy::default()
+        };
+        let s = ConnState::new(policy, slot);
+        assert!(s.claim(false));
+        let driver = tokio::spawn(drive(
+            std::future::pending::<Result<(), String>>(),
+            s.clone(),
+            None,
+        ));
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(s.is_retired() && !driver.is_finished());
+        assert!(!s.claim(false), "no new requests on a retired connection");
+        s.release();
+        tokio::time::timeout(Duration::from_secs(5), driver)
+            .await
+            .expect("closed once its request ended")
+            .unwrap();
+    }
+}
