@@ -254,32 +254,12 @@ fn compile_vs(
     let tcp = vs
         .tcp
         .iter()
-        .filter_map(|r| {
-            l4_rule(
-                r.matches.iter().map(l4_match).collect(),
-                &r.route,
-                ns,
-                registry,
-                workload,
-                &r.matches,
-                |m| (&m.source_labels, m.source_namespace.as_deref(), &m.gateways),
-            )
-        })
+        .filter_map(|r| l4_rule(&r.matches, &r.route, ns, registry, workload))
         .collect();
     let tls = vs
         .tls
         .iter()
-        .filter_map(|r| {
-            l4_rule(
-                r.matches.iter().map(tls_match).collect(),
-                &r.route,
-                ns,
-                registry,
-                workload,
-                &r.matches,
-                |m| (&m.source_labels, m.source_namespace.as_deref(), &m.gateways),
-            )
-        })
+        .filter_map(|r| l4_rule(&r.matches, &r.route, ns, registry, workload))
         .collect();
     VirtualHost {
         name,
@@ -289,29 +269,54 @@ fn compile_vs(
     }
 }
 
-type Source<'a> = (
-    &'a std::collections::BTreeMap<String, String>,
-    Option<&'a str>,
-    &'a Vec<String>,
-);
+/// The match attributes of a tcp or tls rule: what to compile, and which
+/// callers they select.
+trait L4Attributes {
+    fn compile(&self) -> L4Match;
+    fn selects(&self, workload: &Workload) -> bool;
+}
 
-fn l4_rule<M>(
-    compiled: Vec<L4Match>,
+impl L4Attributes for L4MatchAttributes {
+    fn compile(&self) -> L4Match {
+        l4_match(self.port, &self.destination_subnets, &[])
+    }
+
+    fn selects(&self, workload: &Workload) -> bool {
+        http_rule::selects(
+            workload,
+            &self.source_labels,
+            self.source_namespace.as_deref(),
+            &self.gateways,
+        )
+    }
+}
+
+impl L4Attributes for TlsMatchAttributes {
+    fn compile(&self) -> L4Match {
+        l4_match(self.port, &self.destination_subnets, &self.sni_hosts)
+    }
+
+    fn selects(&self, workload: &Workload) -> bool {
+        http_rule::selects(
+            workload,
+            &self.source_labels,
+            self.source_namespace.as_deref(),
+            &self.gateways,
+        )
+    }
+}
+
+fn l4_rule<M: L4Attributes>(
+    raw: &[M],
     route: &[RouteDestination],
     ns: &str,
     registry: &Registry,
     workload: &Workload,
-    raw: &[M],
-    source: impl Fn(&M) -> Source<'_>,
 ) -> Option<L4Rule> {
-    let matches: Vec<L4Match> = compiled
-        .into_iter()
-        .zip(raw)
-        .filter(|(_, m)| {
-            let (labels, namespace, gateways) = source(m);
-            http_rule::selects(workload, labels, namespace, gateways)
-        })
-        .map(|(c, _)| c)
+    let matches: Vec<L4Match> = raw
+        .iter()
+        .filter(|m| m.selects(workload))
+        .map(L4Attributes::compile)
         .collect();
     if matches.is_empty() && !raw.is_empty() {
         return None;
@@ -334,26 +339,10 @@ fn l4_rule<M>(
     })
 }
 
-fn l4_match(m: &L4MatchAttributes) -> L4Match {
+fn l4_match(port: Option<u32>, subnets: &[String], sni_hosts: &[String]) -> L4Match {
     L4Match {
-        port: m.port.and_then(|p| u16::try_from(p).ok()),
-        subnets: m
-            .destination_subnets
-            .iter()
-            .filter_map(|s| parse_cidr(s))
-            .collect(),
-        sni_hosts: Vec::new(),
-    }
-}
-
-fn tls_match(m: &TlsMatchAttributes) -> L4Match {
-    L4Match {
-        port: m.port.and_then(|p| u16::try_from(p).ok()),
-        subnets: m
-            .destination_subnets
-            .iter()
-            .filter_map(|s| parse_cidr(s))
-            .collect(),
-        sni_hosts: m.sni_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        port: port.and_then(|p| u16::try_from(p).ok()),
+        subnets: subnets.iter().filter_map(|s| parse_cidr(s)).collect(),
+        sni_hosts: sni_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
     }
 }
