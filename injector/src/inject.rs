@@ -32,6 +32,9 @@ pub const INIT_CONTAINER: &str = "sluice-init";
 pub const PROXY_CONTAINER: &str = "sluice-proxy";
 /// Name of the downward-API volume with the pod's labels, mounted in the proxy.
 pub const PODINFO_VOLUME: &str = "sluice-podinfo";
+/// The ConfigMap (in the pod's namespace, optional) whose YAML files the proxy serves as
+/// its mesh config: VirtualServices, DestinationRules, ServiceEntries, a MeshConfig.
+pub const MESH_CONFIG_MAP: &str = "sluice-mesh-config";
 /// Where the proxy finds the podinfo volume.
 pub const PODINFO_PATH: &str = "/etc/sluice/podinfo";
 

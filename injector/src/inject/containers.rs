@@ -3,16 +3,17 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EnvVar,
-    EnvVarSource, ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector,
-    Probe, ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    Capabilities, ConfigMapProjection, Container, ContainerPort, DownwardAPIProjection,
+    DownwardAPIVolumeFile, EnvVar, EnvVarSource, ExecAction, HTTPGetAction, Lifecycle,
+    LifecycleHandler, ObjectFieldSelector, Probe, ProjectedVolumeSource, ResourceRequirements,
+    SeccompProfile, SecurityContext, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 
 use super::capture::Capture;
 use super::resources;
-use super::{INIT_CONTAINER, PODINFO_PATH, PODINFO_VOLUME, PROXY_CONTAINER};
+use super::{INIT_CONTAINER, MESH_CONFIG_MAP, PODINFO_PATH, PODINFO_VOLUME, PROXY_CONTAINER};
 use crate::config::InjectConfig;
 
 /// The health path of the proxy, 200 once its config is loaded.
@@ -143,6 +144,7 @@ fn env(config: &InjectConfig, settings: &ProxySettings) -> Vec<EnvVar> {
         field_env("SLUICE_POD_IP", "status.podIP"),
         field_env("SLUICE_SERVICE_ACCOUNT", "spec.serviceAccountName"),
         value_env("SLUICE_LABELS_FILE", format!("{PODINFO_PATH}/labels")),
+        value_env("SLUICE_CONFIG", PODINFO_PATH.into()),
         value_env("SLUICE_LOG_LEVEL", settings.log_level.into()),
         value_env("SLUICE_OUTBOUND_PORT", ports.outbound.to_string()),
         value_env("SLUICE_INBOUND_PORT", ports.inbound.to_string()),
@@ -160,20 +162,38 @@ fn env(config: &InjectConfig, settings: &ProxySettings) -> Vec<EnvVar> {
     env
 }
 
-/// The downward-API volume with the pod's labels (`labels`, one `key="value"` per line, kept
-/// up to date by the kubelet): labels as a whole are not available as an environment variable.
+/// The proxy's projected volume: the pod's labels from the downward API (`labels`, one
+/// `key="value"` per line, kept up to date by the kubelet: labels as a whole are not available
+/// as an environment variable), and the mesh config of the pod's namespace from the ConfigMap
+/// [`MESH_CONFIG_MAP`] (optional: without it the proxy starts with an empty registry and passes
+/// traffic through), which the proxy reads as its `--config` directory and watches.
 pub fn podinfo() -> Value {
     let volume = Volume {
         name: PODINFO_VOLUME.into(),
-        downward_api: Some(DownwardAPIVolumeSource {
-            items: Some(vec![DownwardAPIVolumeFile {
-                path: "labels".into(),
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.labels".into(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(vec![
+                VolumeProjection {
+                    downward_api: Some(DownwardAPIProjection {
+                        items: Some(vec![DownwardAPIVolumeFile {
+                            path: "labels".into(),
+                            field_ref: Some(ObjectFieldSelector {
+                                field_path: "metadata.labels".into(),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }]),
+                    }),
                     ..Default::default()
-                }),
-                ..Default::default()
-            }]),
+                },
+                VolumeProjection {
+                    config_map: Some(ConfigMapProjection {
+                        name: MESH_CONFIG_MAP.into(),
+                        optional: Some(true),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ]),
             ..Default::default()
         }),
         ..Default::default()
