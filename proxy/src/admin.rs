@@ -1,10 +1,14 @@
 //! The operator's endpoints: admin on loopback (`/config_dump`,
-//! `/logging?level=`, `POST /quitquitquit`), health (`/healthz/ready`) and
-//! Prometheus (`/metrics`).
+//! `/logging?level=`, `POST /quitquitquit`), health (`/healthz/ready`, the
+//! app's rewritten probes at `/app-health/...`) and Prometheus (`/metrics`);
+//! and `wait`, the client of `/healthz/ready`.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use http::header::{CONTENT_TYPE, HeaderValue};
 use hyper::body::Incoming;
@@ -17,6 +21,7 @@ use crate::config::Store;
 use crate::drain::Draining;
 use crate::http::{Body, full};
 use crate::metrics::Metrics;
+use crate::probe::AppProbes;
 
 /// Changes the log filter at run time (`info`, `debug`, `sluice_proxy=trace`...).
 pub type SetLevel = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
@@ -114,17 +119,94 @@ fn quitquitquit(method: &Method) -> Response<Body> {
 /// Serves the admin endpoints.
 pub async fn serve_admin(listener: TcpListener, admin: Arc<Admin>) {
     let quit = admin.quit.clone();
-    serve(listener, move |req| admin.answer(&req), Some(quit)).await;
+    let answer = move |req: Request<Incoming>| {
+        let resp = admin.answer(&req);
+        async move { resp }
+    };
+    serve(listener, answer, Some(quit)).await;
 }
 
 /// Serves `/healthz/ready`: 200 once a good config is in force, 503 before
-/// that and again once draining has started (so endpoints stop sending).
-pub async fn serve_health(listener: TcpListener, store: Arc<Store>, draining: Draining) {
-    let answer = move |req: Request<Incoming>| match req.uri().path() {
-        "/healthz/ready" => readiness(store.is_ready(), draining.is_draining()),
-        _ => text(StatusCode::NOT_FOUND, "endpoint: /healthz/ready\n"),
+/// that and again once draining has started (so endpoints stop sending);
+/// and the app's probes at their `/app-health/...` paths.
+pub async fn serve_health(
+    listener: TcpListener,
+    store: Arc<Store>,
+    draining: Draining,
+    probes: Arc<AppProbes>,
+) {
+    let answer = move |req: Request<Incoming>| {
+        let ready = readiness(store.is_ready(), draining.is_draining());
+        let probes = probes.clone();
+        async move {
+            match req.uri().path() {
+                "/healthz/ready" => ready,
+                path if path.starts_with("/app-health/") => app_health(&probes, path).await,
+                _ => text(
+                    StatusCode::NOT_FOUND,
+                    "endpoints: /healthz/ready, /app-health/CONTAINER/KIND\n",
+                ),
+            }
+        }
     };
     serve(listener, answer, None).await;
+}
+
+/// Runs the app's probe at `path`: 200, or 503 with the reason (logged, as the kubelet
+/// shows only the status code in events).
+async fn app_health(probes: &AppProbes, path: &str) -> Response<Body> {
+    match probes.run(path).await {
+        Some(Ok(())) => text(StatusCode::OK, "ok\n"),
+        Some(Err(reason)) => {
+            tracing::info!(path, %reason, "app probe failed");
+            text(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n"))
+        }
+        None => text(
+            StatusCode::NOT_FOUND,
+            format!("no app probe at {path} (SLUICE_APP_PROBES has none)\n"),
+        ),
+    }
+}
+
+/// `sluice-proxy wait`: polls `/healthz/ready` on the health port of this pod until it
+/// answers 200 (Ok) or `timeout` passes (Err with the last answer or error).
+pub async fn wait_ready(health_port: u16, timeout: Duration) -> Result<(), String> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, health_port));
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match ready_status(addr).await {
+            Ok(200) => return Ok(()),
+            Ok(status) => format!("last answer: {status}"),
+            Err(e) => format!("last error: {e}"),
+        };
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "sluice-proxy was not ready within {timeout:?} (GET http://{addr}/healthz/ready; {last})"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn ready_status(addr: SocketAddr) -> Result<u16, String> {
+    let ask = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let req = Request::get("/healthz/ready")
+            .header(http::header::HOST, addr.to_string())
+            .body(crate::http::empty())
+            .map_err(|e| e.to_string())?;
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        Ok(resp.status().as_u16())
+    };
+    tokio::time::timeout(Duration::from_secs(1), ask)
+        .await
+        .unwrap_or_else(|_| Err("no answer within 1s".into()))
 }
 
 fn readiness(ready: bool, draining: bool) -> Response<Body> {
@@ -142,16 +224,19 @@ fn readiness(ready: bool, draining: bool) -> Response<Body> {
 pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) {
     serve(
         listener,
-        move |req| match req.uri().path() {
-            "/metrics" | "/stats/prometheus" => {
-                let mut resp = text(StatusCode::OK, metrics.encode());
-                resp.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4"),
-                );
-                resp
-            }
-            _ => text(StatusCode::NOT_FOUND, "endpoint: /metrics\n"),
+        move |req: Request<Incoming>| {
+            let resp = match req.uri().path() {
+                "/metrics" | "/stats/prometheus" => {
+                    let mut resp = text(StatusCode::OK, metrics.encode());
+                    resp.headers_mut().insert(
+                        CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; version=0.0.4"),
+                    );
+                    resp
+                }
+                _ => text(StatusCode::NOT_FOUND, "endpoint: /metrics\n"),
+            };
+            async move { resp }
         },
         None,
     )
@@ -167,9 +252,10 @@ fn text(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<Body> {
 /// Serves HTTP/1.1 with `answer`; `quit` is notified after a connection that
 /// carried a [`QuitAfterReply`] answer has closed, so the answer is sent
 /// before the proxy begins to exit.
-async fn serve<F>(listener: TcpListener, answer: F, quit: Option<Arc<Notify>>)
+async fn serve<F, Fut>(listener: TcpListener, answer: F, quit: Option<Arc<Notify>>)
 where
-    F: Fn(Request<Incoming>) -> Response<Body> + Clone + Send + Sync + 'static,
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -181,11 +267,15 @@ where
             let asked = Arc::new(AtomicBool::new(false));
             let flag = asked.clone();
             let service = hyper::service::service_fn(move |req| {
-                let resp = answer(req);
-                if resp.extensions().get::<QuitAfterReply>().is_some() {
-                    flag.store(true, Ordering::Relaxed);
+                let answering = answer(req);
+                let flag = flag.clone();
+                async move {
+                    let resp = answering.await;
+                    if resp.extensions().get::<QuitAfterReply>().is_some() {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                    Ok::<_, Infallible>(resp)
                 }
-                async move { Ok::<_, Infallible>(resp) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -232,5 +322,24 @@ mod tests {
             assert_eq!(resp.status().as_u16(), status);
             assert_eq!(resp.extensions().get::<QuitAfterReply>().is_some(), quits);
         }
+    }
+
+    #[tokio::test]
+    async fn wait_ready_polls_until_ready_or_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let err = wait_ready(port, Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(err.contains("not ready within"), "{err}");
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = calls.clone();
+        let answer = move |_: Request<Incoming>| {
+            let ready = seen.fetch_add(1, Ordering::Relaxed) >= 2;
+            async move { readiness(ready, false) }
+        };
+        tokio::spawn(serve(listener, answer, None));
+        wait_ready(port, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(calls.load(Ordering::Relaxed), 3, "503 twice, then 200");
     }
 }

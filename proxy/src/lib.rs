@@ -19,6 +19,8 @@ pub mod http;
 pub mod listener;
 pub mod metrics;
 pub mod orig_dst;
+pub mod podinfo;
+pub mod probe;
 pub mod protocol;
 pub mod tcp;
 pub mod tls;
@@ -86,6 +88,16 @@ impl Identity {
             version: label("version").unwrap_or_default(),
         }
     }
+
+    /// The identity of a workload in the pod `pod_name`: without an `app` label, the pod's
+    /// name names the workload rather than `unknown`.
+    pub fn of_pod(workload: &Workload, pod_name: Option<&str>) -> Identity {
+        let mut identity = Identity::of(workload);
+        if let Some(pod) = pod_name.filter(|p| !p.is_empty() && identity.workload == "unknown") {
+            identity.workload = pod.to_string();
+        }
+        identity
+    }
 }
 
 /// Everything `run` needs, from flags and environment.
@@ -101,14 +113,22 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// One JSON line per request on stdout.
     pub access_log: bool,
+    /// The pod's name (metrics name the workload by it when it has no `app` label).
+    pub pod_name: Option<String>,
+    /// The app's kubelet probes, served at `/app-health/...` on the health port.
+    pub app_probes: probe::AppProbes,
+    /// How inbound connections are captured.
+    pub mode: listener::Mode,
 }
 
 /// What the connections of a running proxy share.
 pub struct Sidecar {
     /// The config in force.
     pub store: Arc<Store>,
-    /// Where captured connections were going.
+    /// Where captured outbound connections were going.
     pub orig_dst: Arc<dyn OrigDst>,
+    /// Where captured inbound connections were going (the same lookup, except in tproxy mode).
+    pub inbound_orig_dst: Arc<dyn OrigDst>,
     /// Connections to mesh endpoints.
     pub outbound_pool: http::Pool,
     /// Connections to the app in this pod.
@@ -149,6 +169,7 @@ impl Sidecar {
     ) -> Sidecar {
         Sidecar {
             store,
+            inbound_orig_dst: orig_dst.clone(),
             orig_dst,
             outbound_pool: http::Pool::new(http::Dial::Direct, metrics.clone()),
             inbound_pool: http::Pool::new(http::Dial::App, metrics.clone()),
@@ -183,6 +204,17 @@ pub enum Error {
     Bind {
         /// Which listener.
         what: &'static str,
+        /// The port.
+        port: u16,
+        /// The error.
+        source: io::Error,
+    },
+    /// The tproxy inbound listener could not be made transparent.
+    #[error(
+        "cannot listen transparently (IP_TRANSPARENT) on inbound port {port}: {source} \
+         (tproxy mode needs CAP_NET_ADMIN: injection adds it when the capture mode is tproxy)"
+    )]
+    Transparent {
         /// The port.
         port: u16,
         /// The error.
@@ -238,6 +270,7 @@ pub async fn run(
             l,
             store.clone(),
             drain_signal.observe(),
+            Arc::new(settings.app_probes.clone()),
         ));
     }
     for l in bind("metrics", ports.metrics, listener::bind_all(ports.metrics))? {
@@ -253,20 +286,33 @@ pub async fn run(
         () = quit.notified() => return Ok(()),
     }
 
-    let identity = Identity::of(&settings.workload);
-    let sidecar = Arc::new(Sidecar::new(
+    let identity = Identity::of_pod(&settings.workload, settings.pod_name.as_deref());
+    let mut sidecar = Sidecar::new(
         store,
         Arc::new(orig_dst::SoOriginalDst),
         metrics,
         identity,
         ports,
-    ));
+    );
+    let transparent = settings.mode == listener::Mode::Tproxy;
+    if transparent {
+        sidecar.inbound_orig_dst = Arc::new(orig_dst::LocalAddr);
+    }
+    let sidecar = Arc::new(sidecar);
     let outbound = bind(
         "outbound",
         ports.outbound,
         listener::bind_all(ports.outbound),
     )?;
-    let inbound = bind("inbound", ports.inbound, listener::bind_all(ports.inbound))?;
+    let inbound = match listener::bind_all_transparent(ports.inbound, transparent) {
+        Err(e) if transparent && e.kind() == io::ErrorKind::PermissionDenied => {
+            return Err(Error::Transparent {
+                port: ports.inbound,
+                source: e,
+            });
+        }
+        result => bind("inbound", ports.inbound, result)?,
+    };
     let s = sidecar.clone();
     tokio::spawn(listener::serve(
         outbound,
@@ -282,6 +328,7 @@ pub async fn run(
     tracing::info!(
         outbound = ports.outbound,
         inbound = ports.inbound,
+        mode = ?settings.mode,
         "listening"
     );
 

@@ -14,11 +14,32 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::drain;
 
+/// How sluice-init captures inbound connections (`--mode`), and so how the inbound
+/// listener finds where they were going.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// NAT REDIRECT: the original destination is SO_ORIGINAL_DST.
+    #[default]
+    Redirect,
+    /// TPROXY: the listener is IP_TRANSPARENT and each connection's local address is its
+    /// original destination (needs CAP_NET_ADMIN, which injection grants in this mode).
+    Tproxy,
+}
+
 /// Binds `port` on every address of the pod: 0.0.0.0 and, when the kernel
 /// and pod have IPv6, `[::]` (IPv6 only, so the two never collide).
 pub fn bind_all(port: u16) -> io::Result<Vec<TcpListener>> {
-    let mut listeners = vec![bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port))?];
-    match bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)) {
+    bind_all_transparent(port, false)
+}
+
+/// [`bind_all`], with IP_TRANSPARENT when `transparent` (the tproxy inbound listener).
+pub fn bind_all_transparent(port: u16, transparent: bool) -> io::Result<Vec<TcpListener>> {
+    let v4 = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port);
+    let mut listeners = vec![bind_socket(v4, transparent)?];
+    match bind_socket(
+        SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port),
+        transparent,
+    ) {
         Ok(l) => listeners.push(l),
         Err(e) => tracing::debug!(port, "no IPv6 listener: {e}"),
     }
@@ -27,9 +48,18 @@ pub fn bind_all(port: u16) -> io::Result<Vec<TcpListener>> {
 
 /// Binds one address (reuse-address, IPv6-only for IPv6).
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    bind_socket(addr, false)
+}
+
+fn bind_socket(addr: SocketAddr, transparent: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if matches!(addr.ip(), IpAddr::V6(_)) {
         socket.set_only_v6(true)?;
+        if transparent {
+            socket.set_ip_transparent_v6(true)?;
+        }
+    } else if transparent {
+        socket.set_ip_transparent_v4(true)?;
     }
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use sluice_api::model::Workload;
-use sluice_proxy::{Ports, Settings};
+use sluice_proxy::listener::Mode;
+use sluice_proxy::probe::AppProbes;
+use sluice_proxy::{Ports, Settings, podinfo};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, reload};
@@ -18,16 +20,39 @@ use tracing_subscriber::{EnvFilter, reload};
 /// VirtualService, DestinationRule and ServiceEntry rules.
 #[derive(Debug, Parser)]
 #[command(name = "sluice-proxy", version, max_term_width = 100)]
+#[command(subcommand_negates_reqs = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Config: a YAML file or a directory of them (watched; changes apply atomically).
-    #[arg(long, env = "SLUICE_CONFIG", value_name = "PATH")]
-    config: PathBuf,
+    #[arg(long, env = "SLUICE_CONFIG", value_name = "PATH", required = true)]
+    config: Option<PathBuf>,
     /// Namespace of the workload; short host names resolve against it.
     #[arg(long, env = "SLUICE_NAMESPACE", default_value = "default")]
     namespace: String,
     /// Labels of the workload (`app=web,version=v1`), for sourceLabels matches and metrics.
     #[arg(long, env = "SLUICE_LABELS", value_name = "K=V,...", default_value = "", value_parser = labels)]
     labels: BTreeMap<String, String>,
+    /// The downward-API labels file (`key="value"` per line); `--labels` adds and overrides.
+    #[arg(long, env = "SLUICE_LABELS_FILE", value_name = "PATH")]
+    labels_file: Option<PathBuf>,
+    /// Name of the pod (names the workload in metrics when it has no `app` label).
+    #[arg(long, env = "SLUICE_POD_NAME")]
+    pod_name: Option<String>,
+    /// Service account of the pod (informational until the mesh has identities).
+    #[arg(long, env = "SLUICE_SERVICE_ACCOUNT")]
+    service_account: Option<String>,
+    /// The app's rewritten kubelet probes (JSON: path → original action), served on the health port.
+    #[arg(
+        long,
+        env = "SLUICE_APP_PROBES",
+        value_name = "JSON",
+        default_value = ""
+    )]
+    app_probes: String,
+    /// Inbound capture mode of sluice-init: `tproxy` listens with IP_TRANSPARENT (CAP_NET_ADMIN).
+    #[arg(long, env = "SLUICE_MODE", value_enum, default_value_t = CaptureMode::Redirect)]
+    mode: CaptureMode,
     /// IP address of the pod (informational; inbound uses each connection's original destination).
     #[arg(long, env = "SLUICE_POD_IP")]
     pod_ip: Option<std::net::IpAddr>,
@@ -63,6 +88,26 @@ struct Args {
     access_log: bool,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Wait until the proxy in this pod is ready (classic mode's postStart hook): exit 0 once
+    /// `/healthz/ready` answers 200, exit 1 after the timeout.
+    Wait {
+        /// Longest wait, e.g. `60s`.
+        #[arg(long, default_value = "60s", value_parser = duration)]
+        timeout: Duration,
+        /// The proxy's health port.
+        #[arg(long, env = "SLUICE_HEALTH_PORT", default_value_t = 15021)]
+        health_port: u16,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CaptureMode {
+    Redirect,
+    Tproxy,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormat {
     Text,
@@ -87,6 +132,27 @@ fn duration(text: &str) -> Result<Duration, String> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.concurrency.max(1))
+        .enable_all()
+        .build()
+        .context("building the runtime")?;
+    if let Some(Command::Wait {
+        timeout,
+        health_port,
+    }) = args.command
+    {
+        runtime
+            .block_on(sluice_proxy::admin::wait_ready(health_port, timeout))
+            .map_err(anyhow::Error::msg)?;
+        return Ok(());
+    }
+    let mut labels = match &args.labels_file {
+        Some(path) => podinfo::read_labels(path)?,
+        None => BTreeMap::new(),
+    };
+    labels.extend(args.labels.clone());
+    let app_probes = AppProbes::parse(&args.app_probes, args.pod_ip)?;
     let filter = EnvFilter::try_new(&args.log_level)
         .with_context(|| format!("--log-level {:?}", args.log_level))?;
     let (filter, handle) = reload::Layer::new(filter);
@@ -101,10 +167,10 @@ fn main() -> anyhow::Result<()> {
         handle.reload(filter).map_err(|e| e.to_string())
     });
     let settings = Settings {
-        config: args.config.clone(),
+        config: args.config.clone().context("--config is required")?,
         workload: Workload {
             namespace: args.namespace.clone(),
-            labels: args.labels.clone(),
+            labels,
         },
         ports: Ports {
             outbound: args.outbound_port,
@@ -115,13 +181,14 @@ fn main() -> anyhow::Result<()> {
         },
         drain_timeout: args.drain_timeout,
         access_log: args.access_log,
+        pod_name: args.pod_name.clone(),
+        app_probes,
+        mode: match args.mode {
+            CaptureMode::Redirect => Mode::Redirect,
+            CaptureMode::Tproxy => Mode::Tproxy,
+        },
     };
-    tracing::info!(?args, "starting");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.concurrency.max(1))
-        .enable_all()
-        .build()
-        .context("building the runtime")?;
+    tracing::info!(?args, labels = ?settings.workload.labels, probes = settings.app_probes.len(), "starting");
     runtime.block_on(sluice_proxy::run(settings, set_level, args.log_level))?;
     Ok(())
 }

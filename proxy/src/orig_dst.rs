@@ -43,6 +43,23 @@ impl OrigDst for SoOriginalDst {
     }
 }
 
+/// TPROXY: the connection was accepted on its original destination address.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LocalAddr;
+
+impl OrigDst for LocalAddr {
+    fn lookup(&self, stream: &TcpStream) -> io::Result<SocketAddr> {
+        let addr = stream.local_addr()?;
+        Ok(match addr {
+            SocketAddr::V6(v6) => v6
+                .ip()
+                .to_ipv4_mapped()
+                .map_or(addr, |ip| SocketAddr::new(ip.into(), v6.port())),
+            v4 => v4,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +75,6 @@ mod tests {
             fixed.lookup(&accepted).unwrap(),
             "10.96.0.10:80".parse().unwrap()
         );
+        assert_eq!(LocalAddr.lookup(&accepted).unwrap(), addr);
     }
 }

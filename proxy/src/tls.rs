@@ -4,7 +4,7 @@
 //! adds the client certificate; `insecureSkipVerify` and `caCrl` as in
 //! Istio. `ISTIO_MUTUAL` needs a mesh CA, which sluice does not have yet.
 
-mod verify;
+pub(crate) mod verify;
 
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::io;

@@ -61,7 +61,12 @@ async fn readiness_turns_503_when_draining_starts() {
     let (signal, watch) = drain::channel();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(admin::serve_health(listener, store, signal.observe()));
+    tokio::spawn(admin::serve_health(
+        listener,
+        store,
+        signal.observe(),
+        Default::default(),
+    ));
     assert_eq!(
         call(addr, "GET", "/healthz/ready").await,
         Some((200, "ready\n".into()))
@@ -107,6 +112,9 @@ async fn quitquitquit_drains_and_returns() {
         ports,
         drain_timeout: Duration::from_secs(5),
         access_log: false,
+        pod_name: None,
+        app_probes: Default::default(),
+        mode: Default::default(),
     };
     let set_level: admin::SetLevel = Arc::new(|_: &str| Ok(()));
     let running = tokio::spawn(sluice_proxy::run(settings, set_level, "info".into()));

@@ -18,7 +18,7 @@ pub async fn handle(
     peer: SocketAddr,
     drain: drain::Watch,
 ) {
-    let dst = match sidecar.orig_dst.lookup(&stream) {
+    let dst = match sidecar.inbound_orig_dst.lookup(&stream) {
         Ok(dst) => dst,
         Err(e) => return tracing::warn!(%peer, "no original destination: {e}"),
     };
