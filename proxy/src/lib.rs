@@ -17,6 +17,7 @@ pub mod drain;
 pub mod error;
 pub mod http;
 pub mod listener;
+pub mod logging;
 pub mod metrics;
 pub mod orig_dst;
 pub mod podinfo;

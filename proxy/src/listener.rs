@@ -16,7 +16,7 @@ use crate::drain;
 
 /// How sluice-init captures inbound connections (`--mode`), and so how the inbound
 /// listener finds where they were going.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
     /// NAT REDIRECT: the original destination is SO_ORIGINAL_DST.
     #[default]

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -11,10 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use sluice_api::model::Workload;
 use sluice_proxy::listener::Mode;
 use sluice_proxy::probe::AppProbes;
-use sluice_proxy::{Ports, Settings, podinfo};
-use tracing_subscriber::layer::SubscriberExt as _;
-use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::{EnvFilter, reload};
+use sluice_proxy::{Ports, Settings, logging, podinfo};
 
 /// The sluice sidecar proxy: routes a pod's captured traffic by Istio's
 /// VirtualService, DestinationRule and ServiceEntry rules.
@@ -31,7 +27,7 @@ struct Args {
     #[arg(long, env = "SLUICE_NAMESPACE", default_value = "default")]
     namespace: String,
     /// Labels of the workload (`app=web,version=v1`), for sourceLabels matches and metrics.
-    #[arg(long, env = "SLUICE_LABELS", value_name = "K=V,...", default_value = "", value_parser = labels)]
+    #[arg(long, env = "SLUICE_LABELS", value_name = "K=V,...", default_value = "", value_parser = podinfo::parse_flag_labels)]
     labels: BTreeMap<String, String>,
     /// The downward-API labels file (`key="value"` per line); `--labels` adds and overrides.
     #[arg(long, env = "SLUICE_LABELS_FILE", value_name = "PATH")]
@@ -51,8 +47,8 @@ struct Args {
     )]
     app_probes: String,
     /// Inbound capture mode of sluice-init: `tproxy` listens with IP_TRANSPARENT (CAP_NET_ADMIN).
-    #[arg(long, env = "SLUICE_MODE", value_enum, default_value_t = CaptureMode::Redirect)]
-    mode: CaptureMode,
+    #[arg(long, env = "SLUICE_MODE", value_enum, default_value_t = Mode::Redirect)]
+    mode: Mode,
     /// IP address of the pod (informational; inbound uses each connection's original destination).
     #[arg(long, env = "SLUICE_POD_IP")]
     pod_ip: Option<std::net::IpAddr>,
@@ -103,27 +99,9 @@ enum Command {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum CaptureMode {
-    Redirect,
-    Tproxy,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
-}
-
-fn labels(text: &str) -> Result<BTreeMap<String, String>, String> {
-    text.split(',')
-        .filter(|kv| !kv.trim().is_empty())
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => {
-                Ok((k.trim().to_string(), v.trim().to_string()))
-            }
-            _ => Err(format!("{kv:?} is not key=value")),
-        })
-        .collect()
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -147,25 +125,10 @@ fn main() -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?;
         return Ok(());
     }
-    let mut labels = match &args.labels_file {
-        Some(path) => podinfo::read_labels(path)?,
-        None => BTreeMap::new(),
-    };
-    labels.extend(args.labels.clone());
+    let labels = podinfo::workload_labels(args.labels_file.as_deref(), &args.labels)?;
     let app_probes = AppProbes::parse(&args.app_probes, args.pod_ip)?;
-    let filter = EnvFilter::try_new(&args.log_level)
-        .with_context(|| format!("--log-level {:?}", args.log_level))?;
-    let (filter, handle) = reload::Layer::new(filter);
-    let registry = tracing_subscriber::registry().with(filter);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    match args.log_format {
-        LogFormat::Text => registry.with(fmt.with_ansi(false)).init(),
-        LogFormat::Json => registry.with(fmt.json()).init(),
-    }
-    let set_level = Arc::new(move |level: &str| {
-        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
-        handle.reload(filter).map_err(|e| e.to_string())
-    });
+    let set_level = logging::init(&args.log_level, matches!(args.log_format, LogFormat::Json))
+        .map_err(anyhow::Error::msg)?;
     let settings = Settings {
         config: args.config.clone().context("--config is required")?,
         workload: Workload {
@@ -183,10 +146,7 @@ fn main() -> anyhow::Result<()> {
         access_log: args.access_log,
         pod_name: args.pod_name.clone(),
         app_probes,
-        mode: match args.mode {
-            CaptureMode::Redirect => Mode::Redirect,
-            CaptureMode::Tproxy => Mode::Tproxy,
-        },
+        mode: args.mode,
     };
     tracing::info!(?args, labels = ?settings.workload.labels, probes = settings.app_probes.len(), "starting");
     runtime.block_on(sluice_proxy::run(settings, set_level, args.log_level))?;

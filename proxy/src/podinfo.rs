@@ -116,6 +116,32 @@ fn push_char(out: &mut Vec<u8>, c: char) {
     out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
 }
 
+/// Parses `--labels`: `key=value` pairs separated by commas.
+pub fn parse_flag_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
+    text.split(',')
+        .filter(|kv| !kv.trim().is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => Err(format!("{kv:?} is not key=value")),
+        })
+        .collect()
+}
+
+/// The workload's labels: the downward-API file's, then `--labels` over them.
+pub fn workload_labels(
+    file: Option<&Path>,
+    extra: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, LabelsError> {
+    let mut labels = match file {
+        Some(path) => read_labels(path)?,
+        None => BTreeMap::new(),
+    };
+    labels.extend(extra.clone());
+    Ok(labels)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
