@@ -86,6 +86,7 @@ impl Mesh {
     /// Creates the pods, starts the apps and the frontend's injected sidecar, and
     /// waits until the proxy is ready with the base config.
     pub fn start(bin_dir: &Path) -> anyhow::Result<Mesh> {
+        remove_crashed_runs_files();
         let node = Node::new("sluice-demo").context("creating the demo's network")?;
         let frontend = node.pod("frontend")?;
         let catalog = [
@@ -301,6 +302,25 @@ impl Mesh {
 impl Drop for Mesh {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.config_dir);
+    }
+}
+
+/// Removes the config folders of demo runs whose process is gone (their
+/// namespaces are removed by [`Node::new`]): `<netns>-config`, the netns name
+/// being `sl<hash>-<pid>-<n>-frontend`.
+fn remove_crashed_runs_files() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_suffix("-frontend-config")
+            .and_then(|n| n.split('-').nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
