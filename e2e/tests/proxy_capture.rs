@@ -191,9 +191,15 @@ fn inbound_reaches_an_app_on_loopback_and_one_on_the_pod_ip() -> anyhow::Result<
     Ok(())
 }
 
-#[test]
-fn sigterm_drains_in_flight_requests_and_exits_0() -> anyhow::Result<()> {
-    let node = Node::new("proxy_drain")?;
+/// Starts a meshed client with one request in flight to an app that answers after
+/// `delay_ms`, stops the proxy with `stop`, and checks that it exits 0 after the request
+/// finished with 200. Returns what the proxy logged.
+fn stop_with_a_request_in_flight(
+    test: &str,
+    delay_ms: u32,
+    stop: impl FnOnce(&Mesh) -> anyhow::Result<()>,
+) -> anyhow::Result<String> {
+    let node = Node::new(test)?;
     let app = http_app(&node, "app", "slow", "v1", 8080)?;
     let yaml = service_entry(
         "slow",
@@ -213,15 +219,15 @@ fn sigterm_drains_in_flight_requests_and_exits_0() -> anyhow::Result<()> {
         "--max-time",
         "20",
         "-H",
-        "x-echo-delay-ms: 1500",
-        "http://10.96.0.30/slow",
-    ]);
+    ])
+    .arg(format!("x-echo-delay-ms: {delay_ms}"))
+    .arg("http://10.96.0.30/slow");
     let slow = mesh.client.spawn(slow)?;
     eventually("the app to get the slow request", TIMEOUT, || {
         ensure!(!app.seen().is_empty(), "not yet");
         Ok(())
     })?;
-    kill(Pid::from_raw(mesh.proxy.pid() as i32), Signal::SIGTERM)?;
+    stop(&mesh)?;
     let status = eventually("the proxy to exit", TIMEOUT, || {
         mesh.proxy
             .try_status()?
@@ -238,79 +244,43 @@ fn sigterm_drains_in_flight_requests_and_exits_0() -> anyhow::Result<()> {
         "200",
         "the in-flight request finished"
     );
-    assert!(
-        mesh.proxy.stderr().contains("drained"),
-        "{}",
-        mesh.proxy.stderr()
-    );
+    Ok(mesh.proxy.stderr())
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_and_exits_0() -> anyhow::Result<()> {
+    let log = stop_with_a_request_in_flight("proxy_drain", 1500, |mesh| {
+        kill(Pid::from_raw(mesh.proxy.pid() as i32), Signal::SIGTERM)?;
+        Ok(())
+    })?;
+    assert!(log.contains("drained"), "{log}");
     Ok(())
 }
 
 #[test]
 fn quitquitquit_turns_readiness_off_drains_and_exits_0() -> anyhow::Result<()> {
-    let node = Node::new("proxy_quit")?;
-    let app = http_app(&node, "app", "slow", "v1", 8080)?;
-    let yaml = service_entry(
-        "slow",
-        Ipv4Addr::new(10, 96, 0, 30),
-        "http",
-        8080,
-        &[(app.pod.ipv4.into(), "v1")],
-    );
-    let mut mesh = Mesh::start(&node, &yaml, &["--drain-timeout", "10s"])?;
-    let mut slow = mesh.client.command("curl");
-    slow.args([
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "--max-time",
-        "20",
-        "-H",
-        "x-echo-delay-ms: 2000",
-        "http://10.96.0.30/slow",
-    ]);
-    let slow = mesh.client.spawn(slow)?;
-    eventually("the app to get the slow request", TIMEOUT, || {
-        ensure!(!app.seen().is_empty(), "not yet");
+    stop_with_a_request_in_flight("proxy_quit", 2000, |mesh| {
+        let quit = mesh
+            .client
+            .command("curl")
+            .args([
+                "-s",
+                "-w",
+                "\n%{http_code}",
+                "--max-time",
+                "5",
+                "-X",
+                "POST",
+            ])
+            .arg("http://127.0.0.1:15000/quitquitquit")
+            .output()?;
+        let quit = String::from_utf8(quit.stdout)?;
+        assert!(quit.ends_with("\n200"), "{quit}");
+        // The slow request holds the drain open: readiness says so meanwhile.
+        let (status, body) = mesh.curl_local(15021, "/healthz/ready")?;
+        assert_eq!((status, body.as_str()), (503, "draining\n"));
         Ok(())
     })?;
-    let quit = mesh
-        .client
-        .command("curl")
-        .args([
-            "-s",
-            "-w",
-            "\n%{http_code}",
-            "--max-time",
-            "5",
-            "-X",
-            "POST",
-        ])
-        .arg("http://127.0.0.1:15000/quitquitquit")
-        .output()?;
-    let quit = String::from_utf8(quit.stdout)?;
-    assert!(quit.ends_with("\n200"), "{quit}");
-    // The slow request holds the drain open: readiness says so meanwhile.
-    let (status, body) = mesh.curl_local(15021, "/healthz/ready")?;
-    assert_eq!((status, body.as_str()), (503, "draining\n"));
-    let status = eventually("the proxy to exit", TIMEOUT, || {
-        mesh.proxy
-            .try_status()?
-            .ok_or_else(|| anyhow::anyhow!("running"))
-    })?;
-    assert!(
-        status.success(),
-        "exit status {status}: {}",
-        mesh.proxy.stderr()
-    );
-    let out = slow.kill()?;
-    assert_eq!(
-        String::from_utf8(out.stdout)?,
-        "200",
-        "the in-flight request finished"
-    );
     Ok(())
 }
 
