@@ -67,7 +67,7 @@ struct Args {
     /// Prometheus port (`/metrics`).
     #[arg(long, env = "SLUICE_METRICS_PORT", default_value_t = 15090)]
     metrics_port: u16,
-    /// Worker threads.
+    /// Worker threads (1: a single-threaded runtime, the cheapest per request).
     #[arg(long, env = "SLUICE_CONCURRENCY", default_value_t = 2)]
     concurrency: usize,
     /// Longest wait for in-flight requests after SIGTERM, e.g. `5s`, `500ms`.
@@ -110,8 +110,16 @@ fn duration(text: &str) -> Result<Duration, String> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.concurrency.max(1))
+    // One worker needs no work stealing: the single-threaded scheduler is cheaper per task.
+    let mut builder = match args.concurrency {
+        0 | 1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .context("building the runtime")?;

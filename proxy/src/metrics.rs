@@ -1,7 +1,9 @@
 //! Prometheus metrics, and the one place a finished request or connection is
 //! recorded (metrics and the access log line together).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -112,6 +114,9 @@ pub struct Metrics {
     mirror_dropped: Family<MirrorLabels, Counter>,
     refused: Family<RefusedLabels, Counter>,
     overflow: Family<OverflowLabels, Counter>,
+    /// The counter and histogram of each label set seen, found with one
+    /// lookup per request rather than one per family.
+    request_handles: RwLock<HashMap<RequestLabels, (Counter, Histogram)>>,
     /// Config version and reload errors.
     pub config: ConfigMetrics,
     access_log: bool,
@@ -209,6 +214,7 @@ impl Metrics {
             mirror_dropped,
             refused,
             overflow,
+            request_handles: RwLock::default(),
             config,
             access_log,
         }
@@ -222,14 +228,34 @@ impl Metrics {
         out
     }
 
+    /// True when every request gets an access log line.
+    pub fn access_log(&self) -> bool {
+        self.access_log
+    }
+
     /// Records a finished request: metrics, and the access log line.
-    pub fn request(&self, record: &RequestRecord) {
-        self.requests.get_or_create(&record.labels).inc();
-        self.duration
-            .get_or_create(&record.labels)
-            .observe(record.duration.as_secs_f64());
-        if self.access_log {
-            access_log(&AccessLine::from(record));
+    pub fn request(&self, record: &RequestRecord, duration: Duration) {
+        let known = self
+            .request_handles
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&record.labels)
+            .cloned();
+        let (count, histogram) = known.unwrap_or_else(|| {
+            let handles = (
+                self.requests.get_or_create(&record.labels).clone(),
+                self.duration.get_or_create(&record.labels).clone(),
+            );
+            self.request_handles
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(record.labels.clone(), handles.clone());
+            handles
+        });
+        count.inc();
+        histogram.observe(duration.as_secs_f64());
+        if let Some(access) = &record.access {
+            access_log(&AccessLine::new(&record.labels, access, duration));
         }
     }
 
@@ -288,6 +314,37 @@ impl Metrics {
 pub struct RequestRecord {
     /// Metric labels.
     pub labels: RequestLabels,
+    /// What only the access log shows; `None` when it is off, so that
+    /// requests do not pay for it.
+    pub access: Option<Box<AccessDetails>>,
+}
+
+impl RequestRecord {
+    /// Notes the route that matched, for the access log.
+    pub fn set_route(&mut self, name: Option<&str>) {
+        if let Some(a) = &mut self.access {
+            a.route = name.map(str::to_string);
+        }
+    }
+
+    /// Notes why the proxy answered itself, for the access log.
+    pub fn set_error(&mut self, error: &dyn std::fmt::Display) {
+        if let Some(a) = &mut self.access {
+            a.error = Some(error.to_string());
+        }
+    }
+
+    /// Notes the endpoint that answered, for the access log.
+    pub fn set_upstream(&mut self, addr: SocketAddr) {
+        if let Some(a) = &mut self.access {
+            a.upstream = Some(addr);
+        }
+    }
+}
+
+/// A request as the access log shows it, besides its labels.
+#[derive(Clone, Debug)]
+pub struct AccessDetails {
     /// Method.
     pub method: String,
     /// Authority as the client sent it.
@@ -304,8 +361,25 @@ pub struct RequestRecord {
     pub error: Option<String>,
     /// When the request arrived.
     pub start: SystemTime,
-    /// Time to the end of the response.
-    pub duration: Duration,
+}
+
+impl AccessDetails {
+    /// The details of a request as it arrived, with `authority` as the client named it.
+    pub fn of<B>(req: &http::Request<B>, authority: &str) -> Box<AccessDetails> {
+        Box::new(AccessDetails {
+            method: req.method().to_string(),
+            authority: authority.to_string(),
+            path: req
+                .uri()
+                .path_and_query()
+                .map_or("/".into(), |p| p.as_str().to_string()),
+            protocol: format!("{:?}", req.version()),
+            upstream: None,
+            route: None,
+            error: None,
+            start: SystemTime::now(),
+        })
+    }
 }
 
 #[derive(Serialize)]
@@ -325,24 +399,24 @@ struct AccessLine<'a> {
     error: Option<&'a str>,
 }
 
-impl<'a> From<&'a RequestRecord> for AccessLine<'a> {
-    fn from(r: &'a RequestRecord) -> Self {
+impl<'a> AccessLine<'a> {
+    fn new(labels: &'a RequestLabels, r: &'a AccessDetails, duration: Duration) -> Self {
         let since = r
             .start
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
         AccessLine {
             start_time: format!("{}.{:03}", since.as_secs(), since.subsec_millis()),
-            direction: r.labels.direction,
+            direction: labels.direction,
             method: &r.method,
             authority: &r.authority,
             path: &r.path,
             protocol: &r.protocol,
-            response_code: r.labels.response_code,
-            duration_ms: r.duration.as_secs_f64() * 1000.0,
+            response_code: labels.response_code,
+            duration_ms: duration.as_secs_f64() * 1000.0,
             upstream_host: r.upstream,
-            destination_service: &r.labels.destination_service,
-            destination_subset: &r.labels.destination_subset,
+            destination_service: &labels.destination_service,
+            destination_subset: &labels.destination_subset,
             route_name: r.route.as_deref(),
             error: r.error.as_deref(),
         }
@@ -376,17 +450,9 @@ mod tests {
         };
         let record = RequestRecord {
             labels,
-            method: "GET".into(),
-            authority: "catalog".into(),
-            path: "/".into(),
-            protocol: "HTTP/1.1".into(),
-            upstream: None,
-            route: None,
-            error: None,
-            start: SystemTime::now(),
-            duration: Duration::from_millis(3),
+            access: None,
         };
-        m.request(&record);
+        m.request(&record, Duration::from_millis(3));
         m.refused("tcp");
         let text = m.encode();
         assert!(

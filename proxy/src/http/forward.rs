@@ -2,6 +2,7 @@
 //! the upstream, request target and authority, hop-by-hop headers, upgrades.
 
 use http::header::{HOST, HeaderValue};
+use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, StatusCode, Uri};
 use hyper::upgrade::OnUpgrade;
@@ -39,65 +40,68 @@ pub fn version(
 }
 
 /// The authority a request names: its URI's (HTTP/2, absolute form) or its Host header.
-pub fn authority(uri: &Uri, headers: &HeaderMap) -> Option<String> {
-    uri.authority().map(|a| a.as_str().to_string()).or_else(|| {
-        headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-    })
+pub fn authority<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+    uri.authority()
+        .map(Authority::as_str)
+        .or_else(|| headers.get(HOST).and_then(|h| h.to_str().ok()))
 }
 
-/// Builds the upstream request.
-pub fn request(
+/// The head of an upstream request, built once and cloned for each try:
+/// HTTP/1.1 gets the origin form and `host` as its Host header; HTTP/2 the
+/// authority in the URI and no Host header.
+pub fn head(
     method: Method,
-    authority: &str,
-    path: &str,
-    mut headers: HeaderMap,
-    body: Body,
+    host: Option<HeaderValue>,
+    path: PathAndQuery,
+    headers: HeaderMap,
     version: Version,
-) -> Request<Body> {
-    if let Ok(v) = HeaderValue::from_str(authority) {
-        headers.insert(HOST, v);
-    }
-    let uri = Uri::try_from(path).unwrap_or_else(|_| Uri::from_static("/"));
-    let mut req = Request::new(body);
-    *req.method_mut() = method;
-    *req.uri_mut() = uri;
-    *req.headers_mut() = headers;
-    for_version(req, version)
-}
-
-/// Shapes a request for the version spoken upstream: HTTP/1.1 wants the
-/// origin form and a Host header; HTTP/2 wants the authority in the URI.
-pub fn for_version(mut req: Request<Body>, version: Version) -> Request<Body> {
-    let authority = authority(req.uri(), req.headers());
-    let path = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+) -> Parts {
+    let (mut head, ()) = Request::new(()).into_parts();
+    head.method = method;
+    head.headers = headers;
     match version {
         Version::Http1 => {
-            *req.version_mut() = http::Version::HTTP_11;
-            if let Some(a) = authority.and_then(|a| HeaderValue::from_str(&a).ok()) {
-                req.headers_mut().insert(HOST, a);
+            head.version = http::Version::HTTP_11;
+            if let Some(host) = host {
+                head.headers.insert(HOST, host);
             }
-            *req.uri_mut() = Uri::from(path);
+            head.uri = Uri::from(path);
         }
         Version::Http2 => {
-            *req.version_mut() = http::Version::HTTP_2;
-            req.headers_mut().remove(HOST);
+            head.version = http::Version::HTTP_2;
+            head.headers.remove(HOST);
             let mut parts = http::uri::Parts::default();
             parts.scheme = Some(Scheme::HTTP);
-            parts.authority = authority.and_then(|a| Authority::try_from(a).ok());
+            parts.authority = host.and_then(|h| Authority::try_from(h.as_bytes()).ok());
             parts.path_and_query = Some(path);
             if let Ok(uri) = Uri::from_parts(parts) {
-                *req.uri_mut() = uri;
+                head.uri = uri;
             }
         }
     }
-    req
+    head
+}
+
+/// A Host header value for `authority`, when it is a valid one.
+pub fn host(authority: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(authority).ok()
+}
+
+/// The request's path and query, `/` when it has none.
+pub fn path(uri: &Uri) -> PathAndQuery {
+    uri.path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"))
+}
+
+/// Shapes a request for the version spoken upstream, as [`head`] does.
+pub fn for_version(req: Request<Body>, version: Version) -> Request<Body> {
+    let (parts, body) = req.into_parts();
+    let host = authority(&parts.uri, &parts.headers).and_then(host);
+    let path = path(&parts.uri);
+    let mut shaped = head(parts.method, host, path, parts.headers, version);
+    shaped.extensions = parts.extensions;
+    Request::from_parts(shaped, body)
 }
 
 /// Turns the upstream's answer into the client's: hop-by-hop headers
@@ -208,25 +212,23 @@ mod tests {
 
     #[test]
     fn http1_gets_origin_form_and_host_http2_gets_the_authority_in_the_uri() {
-        let h1 = request(
-            Method::GET,
-            "catalog:80",
-            "/items?x=1",
-            HeaderMap::new(),
-            empty(),
-            Version::Http1,
-        );
-        assert_eq!(h1.uri(), "/items?x=1");
-        assert_eq!(h1.headers()[HOST], "catalog:80");
-        let h2 = request(
-            Method::GET,
-            "catalog:80",
-            "/items?x=1",
-            HeaderMap::new(),
-            empty(),
-            Version::Http2,
-        );
-        assert_eq!(h2.uri(), "http://catalog:80/items?x=1");
-        assert!(!h2.headers().contains_key(HOST));
+        let shape = |version| {
+            head(
+                Method::GET,
+                host("catalog:80"),
+                PathAndQuery::from_static("/items?x=1"),
+                HeaderMap::new(),
+                version,
+            )
+        };
+        let h1 = shape(Version::Http1);
+        assert_eq!(h1.uri, "/items?x=1");
+        assert_eq!(h1.headers[HOST], "catalog:80");
+        let h2 = shape(Version::Http2);
+        assert_eq!(h2.uri, "http://catalog:80/items?x=1");
+        assert!(!h2.headers.contains_key(HOST));
+        let again = for_version(Request::from_parts(h2, empty()), Version::Http1);
+        assert_eq!(again.uri(), "/items?x=1");
+        assert_eq!(again.headers()[HOST], "catalog:80");
     }
 }

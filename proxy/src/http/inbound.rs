@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -14,7 +14,7 @@ use sluice_api::model::policy::Settings;
 use super::record::{Recorded, Recorder};
 use super::{Body, forward, headers, incoming, respond};
 use crate::Sidecar;
-use crate::metrics::{Direction, RequestLabels, RequestRecord};
+use crate::metrics::{AccessDetails, Direction, RequestLabels, RequestRecord};
 
 /// The inbound side of one client connection: the app port it was sent to.
 #[derive(Clone, Debug)]
@@ -38,26 +38,19 @@ impl Inbound {
         let client_upgrade = parts.extensions.remove::<OnUpgrade>();
         let upgrade = headers::is_upgrade(&parts.headers);
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-        let authority =
-            forward::authority(&parts.uri, &parts.headers).unwrap_or_else(|| self.dst.to_string());
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/".into(), |p| p.as_str().to_string());
+        let host = match forward::authority(&parts.uri, &parts.headers) {
+            Some(a) => forward::host(a),
+            None => forward::host(&self.dst.to_string()),
+        };
+        let path = forward::path(&parts.uri);
         let version = forward::version(
             Protocol::Detect,
             parts.version,
             upgrade,
             &Settings::default(),
         );
-        let req = forward::request(
-            parts.method,
-            &authority,
-            &path,
-            parts.headers,
-            incoming(body),
-            version,
-        );
+        let head = forward::head(parts.method, host, path, parts.headers, version);
+        let req = Request::from_parts(head, incoming(body));
         let timeout = self
             .sidecar
             .store
@@ -74,7 +67,7 @@ impl Inbound {
         let resp = match self.sidecar.inbound_pool.send(&to, req).await {
             Ok(resp) => forward::response(resp, parts.version, client_upgrade),
             Err(failed) => {
-                record.error = Some(failed.error.to_string());
+                record.set_error(&failed.error);
                 respond::error(&failed.error, grpc)
             }
         };
@@ -89,6 +82,12 @@ impl Inbound {
 
     fn record(&self, req: &Request<Incoming>) -> RequestRecord {
         let id = &self.sidecar.identity;
+        let access = self.sidecar.metrics.access_log().then(|| {
+            let authority = forward::authority(req.uri(), req.headers()).unwrap_or_default();
+            let mut access = AccessDetails::of(req, authority);
+            access.upstream = Some(self.dst);
+            access
+        });
         RequestRecord {
             labels: RequestLabels {
                 direction: Direction::Inbound,
@@ -99,18 +98,7 @@ impl Inbound {
                 destination_version: id.version.clone(),
                 response_code: 0,
             },
-            method: req.method().to_string(),
-            authority: forward::authority(req.uri(), req.headers()).unwrap_or_default(),
-            path: req
-                .uri()
-                .path_and_query()
-                .map_or("/".into(), |p| p.as_str().to_string()),
-            protocol: format!("{:?}", req.version()),
-            upstream: Some(self.dst),
-            route: None,
-            error: None,
-            start: SystemTime::now(),
-            duration: Default::default(),
+            access,
         }
     }
 }

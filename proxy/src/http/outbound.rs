@@ -3,11 +3,12 @@
 //! route's timeout; every request is recorded once.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, LazyLock};
+use std::time::Instant;
 
-use http::header::SET_COOKIE;
+use http::header::{HOST, SET_COOKIE};
 use http::request::Parts;
+use http::uri::PathAndQuery;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response};
@@ -24,7 +25,7 @@ use crate::cluster::{Limit, Permit};
 use crate::config::Snapshot;
 use crate::destination::{self, Destination, Endpoint};
 use crate::error::ProxyError;
-use crate::metrics::{Direction, RequestLabels, RequestRecord};
+use crate::metrics::{AccessDetails, Direction, RequestLabels, RequestRecord};
 
 /// The outbound side of one client connection: where it was going.
 #[derive(Clone, Debug)]
@@ -51,10 +52,12 @@ impl Outbound {
     /// Answers one request.
     pub async fn handle(self, req: Request<Incoming>) -> Response<Body> {
         let started = Instant::now();
+        let authority = forward::authority(req.uri(), req.headers())
+            .map_or_else(|| self.dst.to_string(), str::to_string);
         let mut record = self.record(&req);
         let grpc = respond::is_grpc(req.headers());
         let resp = match self.sidecar.store.current() {
-            Some(snap) => self.route(&snap, req, &mut record, grpc).await,
+            Some(snap) => self.route(&snap, req, authority, &mut record, grpc).await,
             None => respond::error(&ProxyError::NotReady, grpc),
         };
         record.labels.response_code = resp.status().as_u16();
@@ -70,12 +73,11 @@ impl Outbound {
         &self,
         snap: &Arc<Snapshot>,
         req: Request<Incoming>,
+        authority: String,
         record: &mut RequestRecord,
         grpc: bool,
     ) -> Response<Body> {
         let (parts, body) = req.into_parts();
-        let authority =
-            forward::authority(&parts.uri, &parts.headers).unwrap_or_else(|| self.dst.to_string());
         let info = RequestInfo {
             method: parts.method.as_str(),
             scheme: "http",
@@ -86,7 +88,7 @@ impl Outbound {
             headers: &parts.headers,
         };
         let routed = route::route(&snap.model, &info, self.dst);
-        record.route = routed.rule.and_then(|r| r.name.clone());
+        record.set_route(routed.rule.and_then(|r| r.name.as_deref()));
         let cors_policy = routed.rule.and_then(|r| r.cors.as_ref());
         let cors_origin = match cors_policy.map(|c| cors::decide(c, &parts.method, &parts.headers))
         {
@@ -105,7 +107,7 @@ impl Outbound {
                     target: &target,
                     target_headers: headers,
                 };
-                self.forward(snap, route, authority.clone(), parts, body, record, grpc)
+                self.forward(snap, route, authority, parts, body, record, grpc)
                     .await
             }
         };
@@ -131,7 +133,7 @@ impl Outbound {
             self.sidecar.metrics.refused("http");
         }
         tracing::debug!(dst = %self.dst, "{err}");
-        record.error = Some(err.to_string());
+        record.set_error(&err);
         respond::error(&err, grpc)
     }
 
@@ -168,17 +170,20 @@ impl Outbound {
         let authority = rewrite
             .and_then(route::rewrite_authority)
             .map_or(authority, str::to_string);
+        // The client's own Host header serves as it is when the authority stays.
+        let host = match parts.headers.get(HOST) {
+            Some(h) if h.as_bytes() == authority.as_bytes() => Some(h.clone()),
+            _ => forward::host(&authority),
+        };
         let path = match rewrite {
-            Some(rw) => route::rewrite_path(
+            Some(rw) => PathAndQuery::try_from(route::rewrite_path(
                 rw,
                 route.matched_prefix,
                 parts.uri.path(),
                 parts.uri.query(),
-            ),
-            None => parts
-                .uri
-                .path_and_query()
-                .map_or("/".into(), |p| p.as_str().to_string()),
+            ))
+            .unwrap_or_else(|_| PathAndQuery::from_static("/")),
+            None => forward::path(&parts.uri),
         };
         let mut body = match RequestBody::prepare(body).await {
             Ok(b) => b,
@@ -191,19 +196,16 @@ impl Outbound {
         }
         let version = forward::version(dest.protocol, parts.version, upgrade, dest.settings);
         let request = Outgoing {
-            parts: &parts,
-            authority: &authority,
-            path: &path,
+            head: forward::head(
+                parts.method.clone(),
+                host,
+                path,
+                parts.headers.clone(),
+                version,
+            ),
             version,
         };
-        let default_retries;
-        let retries = match route.rule {
-            Some(r) => &r.retries,
-            None => {
-                default_retries = RetryPolicy::mesh_default();
-                &default_retries
-            }
-        };
+        let retries = route.rule.map_or(&*MESH_DEFAULT_RETRIES, |r| &r.retries);
         let session = SessionCookie::generate(
             &dest.settings.load_balancer,
             &parts.headers,
@@ -225,7 +227,7 @@ impl Outbound {
         };
         match outcome {
             Ok((resp, endpoint)) => {
-                record.upstream = Some(endpoint.addr);
+                record.set_upstream(endpoint.addr);
                 record.labels.destination_version = endpoint.version.unwrap_or_default();
                 let mut resp = forward::response(resp, parts.version, client_upgrade);
                 if let Some(cookie) = session {
@@ -243,7 +245,7 @@ impl Outbound {
         &self,
         snap: &Snapshot,
         dest: &Destination<'_>,
-        request: &Outgoing<'_>,
+        request: &Outgoing,
         hash: &HashInput<'_>,
         mut body: RequestBody,
         retries: &RetryPolicy,
@@ -334,7 +336,7 @@ impl Outbound {
         rule: &HttpRule,
         parts: &Parts,
         authority: &str,
-        path: &str,
+        path: &PathAndQuery,
         body: &mut RequestBody,
     ) {
         let chosen: Vec<&Target> = rule
@@ -360,14 +362,14 @@ impl Outbound {
         };
         let shadow = shadow_authority(authority, &snap.model.mesh.mirror_authority_suffix);
         for (target, copy) in chosen.into_iter().zip(copies) {
-            let req = forward::request(
+            let head = forward::head(
                 parts.method.clone(),
-                &shadow,
-                path,
+                forward::host(&shadow),
+                path.clone(),
                 parts.headers.clone(),
-                copy,
                 super::Version::Http1,
             );
+            let req = Request::from_parts(head, copy);
             self.sidecar.mirrors.dispatch(
                 &self.sidecar,
                 snap.clone(),
@@ -391,41 +393,26 @@ impl Outbound {
                 destination_version: String::new(),
                 response_code: 0,
             },
-            method: req.method().to_string(),
-            authority: forward::authority(req.uri(), req.headers()).unwrap_or_default(),
-            path: req
-                .uri()
-                .path_and_query()
-                .map_or("/".into(), |p| p.as_str().to_string()),
-            protocol: format!("{:?}", req.version()),
-            upstream: None,
-            route: None,
-            error: None,
-            start: SystemTime::now(),
-            duration: Default::default(),
+            access: self.sidecar.metrics.access_log().then(|| {
+                let authority = forward::authority(req.uri(), req.headers());
+                AccessDetails::of(req, authority.unwrap_or_default())
+            }),
         }
     }
 }
 
-/// The upstream request, built again for each try.
-struct Outgoing<'a> {
-    parts: &'a Parts,
-    authority: &'a str,
-    path: &'a str,
+/// Istio's retry policy, for requests no route with a policy of its own matched.
+static MESH_DEFAULT_RETRIES: LazyLock<RetryPolicy> = LazyLock::new(RetryPolicy::mesh_default);
+
+/// The upstream request's head, cloned for each try.
+struct Outgoing {
+    head: Parts,
     version: super::Version,
 }
 
-impl Outgoing<'_> {
+impl Outgoing {
     fn build(&self, body: Body) -> Request<Body> {
-        let p = self.parts;
-        forward::request(
-            p.method.clone(),
-            self.authority,
-            self.path,
-            p.headers.clone(),
-            body,
-            self.version,
-        )
+        Request::from_parts(self.head.clone(), body)
     }
 }
 

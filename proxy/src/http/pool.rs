@@ -413,12 +413,20 @@ fn take(slot: &Slot, version: Version) -> Option<Taken> {
     let mut conns = slot.lock();
     match version {
         Version::Http1 => {
-            conns
-                .h1
-                .retain(|(sender, state)| !sender.is_closed() && !state.is_closed());
-            let free = conns.h1.iter().position(|(_, state)| state.claim(true))?;
-            let (sender, state) = conns.h1.swap_remove(free);
-            Some(Taken::H1(sender, Held::claimed(state)))
+            // Most recently used first: it is warm, and the others can idle out.
+            // Closed connections met on the way are dropped.
+            let mut i = conns.h1.len();
+            while i > 0 {
+                i -= 1;
+                let (sender, state) = &conns.h1[i];
+                if sender.is_closed() || state.is_closed() {
+                    conns.h1.swap_remove(i);
+                } else if state.claim(true) {
+                    let (sender, state) = conns.h1.swap_remove(i);
+                    return Some(Taken::H1(sender, Held::claimed(state)));
+                }
+            }
+            None
         }
         Version::Http2 => {
             let (sender, state) = conns.h2.as_ref()?;

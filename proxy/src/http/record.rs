@@ -29,9 +29,8 @@ impl Recorder {
         }
     }
 
-    fn finish(mut self) {
-        self.record.duration = self.started.elapsed();
-        self.metrics.request(&self.record);
+    fn finish(self) {
+        self.metrics.request(&self.record, self.started.elapsed());
     }
 }
 
