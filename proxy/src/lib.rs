@@ -297,7 +297,9 @@ pub async fn run(
     );
     let transparent = settings.mode == listener::Mode::Tproxy;
     if transparent {
-        sidecar.inbound_orig_dst = Arc::new(orig_dst::LocalAddr);
+        sidecar.inbound_orig_dst = Arc::new(orig_dst::Tproxy {
+            listener_port: ports.inbound,
+        });
     }
     let sidecar = Arc::new(sidecar);
     let outbound = bind(

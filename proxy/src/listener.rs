@@ -22,7 +22,9 @@ pub enum Mode {
     #[default]
     Redirect,
     /// TPROXY: the listener is IP_TRANSPARENT and each connection's local address is its
-    /// original destination (needs CAP_NET_ADMIN, which injection grants in this mode).
+    /// original destination, except the pod's calls to itself, which sluice-init still
+    /// NAT-redirects (see [`crate::orig_dst::Tproxy`]). Needs CAP_NET_ADMIN, which injection
+    /// grants in this mode.
     Tproxy,
 }
 

@@ -43,13 +43,23 @@ impl OrigDst for SoOriginalDst {
     }
 }
 
-/// TPROXY: the connection was accepted on its original destination address.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct LocalAddr;
+/// TPROXY: a connection was accepted on its original destination address, except one that
+/// arrived on the listener's own port. sluice-init still NAT-redirects the proxy's calls to its
+/// own pod (an app calling its own service, over lo) to the inbound port in tproxy mode, so for
+/// those the original destination is [`SoOriginalDst`]'s; a TPROXYed connection never has the
+/// inbound port as its destination (the proxy's ports are not captured).
+#[derive(Clone, Copy, Debug)]
+pub struct Tproxy {
+    /// The port of the transparent inbound listener.
+    pub listener_port: u16,
+}
 
-impl OrigDst for LocalAddr {
+impl OrigDst for Tproxy {
     fn lookup(&self, stream: &TcpStream) -> io::Result<SocketAddr> {
         let addr = stream.local_addr()?;
+        if addr.port() == self.listener_port {
+            return SoOriginalDst.lookup(stream);
+        }
         Ok(match addr {
             SocketAddr::V6(v6) => v6
                 .ip()
@@ -75,6 +85,28 @@ mod tests {
             fixed.lookup(&accepted).unwrap(),
             "10.96.0.10:80".parse().unwrap()
         );
-        assert_eq!(LocalAddr.lookup(&accepted).unwrap(), addr);
+    }
+
+    #[tokio::test]
+    async fn tproxy_takes_the_local_address_unless_it_is_the_listener_port() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        // Accepted elsewhere than on the listener's port: TPROXYed to it, so where it was going.
+        let elsewhere = Tproxy {
+            listener_port: addr.port().wrapping_add(1),
+        };
+        assert_eq!(elsewhere.lookup(&accepted).unwrap(), addr);
+        // On the listener's port: redirected to it, so the kernel's conntrack answer (whatever
+        // it is here, without NAT).
+        let on_listener = Tproxy {
+            listener_port: addr.port(),
+        };
+        let kernel = |r: io::Result<SocketAddr>| r.map_err(|e| e.raw_os_error());
+        assert_eq!(
+            kernel(on_listener.lookup(&accepted)),
+            kernel(SoOriginalDst.lookup(&accepted))
+        );
     }
 }

@@ -121,6 +121,26 @@ pub fn http_app(
     })
 }
 
+/// How sluice-init captures the meshed pod's inbound traffic (`--mode` of both binaries).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Capture {
+    /// NAT REDIRECT; the proxy runs as uid 1337.
+    #[default]
+    Redirect,
+    /// mangle TPROXY; the proxy runs as uid 1337 with CAP_NET_ADMIN (for IP_TRANSPARENT), as
+    /// injection sets it up in this mode.
+    Tproxy,
+}
+
+impl Capture {
+    fn mode(self) -> &'static str {
+        match self {
+            Capture::Redirect => "redirect",
+            Capture::Tproxy => "tproxy",
+        }
+    }
+}
+
 /// The client pod with sluice-init applied and sluice-proxy running.
 pub struct Mesh {
     pub client: Pod,
@@ -144,18 +164,50 @@ impl Mesh {
         extra_args: &[&str],
         hosts: &[(IpAddr, &str)],
     ) -> anyhow::Result<Mesh> {
+        Mesh::start_captured(node, yaml, extra_args, hosts, Capture::Redirect)
+    }
+
+    /// Like [`Mesh::start_with_hosts`], with inbound traffic captured by `capture`.
+    pub fn start_captured(
+        node: &Node,
+        yaml: &str,
+        extra_args: &[&str],
+        hosts: &[(IpAddr, &str)],
+        capture: Capture,
+    ) -> anyhow::Result<Mesh> {
         let client = node.pod("client")?;
         client.set_hosts(hosts)?;
         let config = ConfigDir::new(&client.netns);
         config.write(yaml);
-        let init = client.command(binary("sluice-init")).output()?;
+        let init = client
+            .command(binary("sluice-init"))
+            .args(["--mode", capture.mode()])
+            .output()?;
         ensure!(
             init.status.success(),
             "sluice-init: {}",
             String::from_utf8_lossy(&init.stderr)
         );
-        let mut cmd = client.command_as(1337, 1337, binary("sluice-proxy"));
+        let mut cmd = match capture {
+            Capture::Redirect => client.command_as(1337, 1337, binary("sluice-proxy")),
+            Capture::Tproxy => {
+                // Ambient, so the capability survives the change to uid 1337 and the exec.
+                let mut cmd = client.command("setpriv");
+                cmd.args([
+                    "--reuid=1337",
+                    "--regid=1337",
+                    "--clear-groups",
+                    "--inh-caps=+net_admin",
+                    "--ambient-caps=+net_admin",
+                    "--",
+                ])
+                .arg(binary("sluice-proxy"));
+                cmd
+            }
+        };
         cmd.arg("--config").arg(&config.0).args([
+            "--mode",
+            capture.mode(),
             "--labels",
             "app=client,version=v1",
             "--log-level",
@@ -174,7 +226,8 @@ impl Mesh {
             let (status, body) = mesh.curl_local(15021, "/healthz/ready")?;
             ensure!(status == 200, "{status} {body}");
             Ok(())
-        })?;
+        })
+        .with_context(|| format!("proxy log:\n{}", mesh.proxy.stderr()))?;
         Ok(mesh)
     }
 
@@ -219,36 +272,7 @@ impl Mesh {
 
     /// curl from the client app (captured), with `extra` flags.
     pub fn curl(&self, url: &str, extra: &[&str]) -> anyhow::Result<CurlReply> {
-        let out = self
-            .client
-            .command("curl")
-            .args(["--silent", "--show-error", "--include", "--max-time", "10"])
-            .args(extra)
-            .arg(url)
-            .output()?;
-        ensure!(
-            out.status.success(),
-            "curl {url}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8(out.stdout)?;
-        let (head, body) = text.split_once("\r\n\r\n").context("no header end")?;
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .context("no status")?
-            .parse()?;
-        let app = head
-            .lines()
-            .find_map(|l| l.strip_prefix("x-app: "))
-            .unwrap_or("")
-            .to_string();
-        Ok(CurlReply {
-            status,
-            app,
-            head: head.to_string(),
-            body: body.to_string(),
-        })
+        curl(&self.client, url, extra)
     }
 
     /// Runs `f` (an async block making connections) on the client pod's runtime.
@@ -260,6 +284,39 @@ impl Mesh {
             .block_on(self.runtime.spawn(f))
             .expect("client task")
     }
+}
+
+/// curl from `pod`, with `extra` flags.
+pub fn curl(pod: &Pod, url: &str, extra: &[&str]) -> anyhow::Result<CurlReply> {
+    let out = pod
+        .command("curl")
+        .args(["--silent", "--show-error", "--include", "--max-time", "10"])
+        .args(extra)
+        .arg(url)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "curl {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout)?;
+    let (head, body) = text.split_once("\r\n\r\n").context("no header end")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .context("no status")?
+        .parse()?;
+    let app = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-app: "))
+        .unwrap_or("")
+        .to_string();
+    Ok(CurlReply {
+        status,
+        app,
+        head: head.to_string(),
+        body: body.to_string(),
+    })
 }
 
 /// A curl answer.
