@@ -117,7 +117,12 @@ pub fn select<'m>(
     authority: &str,
     dst: SocketAddr,
 ) -> (Option<ServiceId>, Option<&'m VirtualHost>) {
-    let host = strip_port(authority).to_ascii_lowercase();
+    let host = strip_port(authority);
+    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    };
     for candidate in candidates(&host, &model.workload.namespace) {
         if let Some(vhost) = model.routes.lookup(&candidate) {
             return (model.registry.by_host(&candidate), Some(&**vhost));

@@ -153,6 +153,13 @@ fn decisions() {
             format!("forward {CATALOG}/version-v2"),
         ),
         (
+            "host names are case-insensitive",
+            "Catalog.SHOP:80",
+            &internal,
+            unknown,
+            format!("forward {CATALOG}/version-v2"),
+        ),
+        (
             "svc form",
             "catalog.shop.svc",
             &internal,
