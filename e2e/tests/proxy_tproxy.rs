@@ -3,31 +3,29 @@
 //! CAP_NET_ADMIN, and real clients in another pod. HTTP reaches apps on the pod IP, on
 //! loopback and on IPv6; opaque TCP is spliced; both are counted as inbound; the pod calling
 //! itself through a service still works. The apps here answer with the address they see the
-//! connection come from, which shows what the app learns about its client.
+//! connection come from: the caller's own, except for an app on loopback only, and never
+//! another caller's (the proxy pools its connections to the app per client).
 
 mod proxy_support;
 
 use std::io::{Read as _, Write as _};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 
 use anyhow::Context as _;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use proxy_support::*;
 use sluice_e2e::Node;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
-/// What sluice-proxy connects to the app from (never captured by sluice-init's rules).
-const PASSTHROUGH: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 6);
-const PASSTHROUGH_V6: Ipv6Addr = Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 6);
-
 const MESH: &str = "apiVersion: sluice.dev/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh}\nspec:\n  outboundTrafficPolicy: {mode: ALLOW_ANY}\n---\n";
 
-/// An HTTP/1.1 app answering every request with `x-app: NAME` and, as the body, the address
-/// the connection came from.
+/// An HTTP/1.1 and HTTP/2 (prior knowledge) app answering every request with `x-app: NAME`
+/// and, as the body, the address the connection came from.
 fn serve_peer_http(listener: TcpListener, name: &'static str) {
     tokio::spawn(async move {
         while let Ok((stream, peer)) = listener.accept().await {
@@ -35,10 +33,11 @@ fn serve_peer_http(listener: TcpListener, name: &'static str) {
                 let body = Full::new(Bytes::from(peer.to_string()));
                 hyper::Response::builder().header("x-app", name).body(body)
             });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), answer),
-            );
+            tokio::spawn(async move {
+                auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), answer)
+                    .await
+            });
         }
     });
 }
@@ -106,19 +105,11 @@ fn tproxy_inbound_http_reaches_apps_on_the_pod_ip_loopback_and_ipv6_and_is_count
     let ipv6 = curl(&caller, &format!("http://[{pod_v6}]:9092/in"), &[])?;
     assert_eq!((ipv6.status, ipv6.app.as_str()), (200, "on-ipv6"));
 
-    // The proxy's leg to the app, not the caller's connection: the app on the pod IP sees the
-    // passthrough address, the one on loopback 127.0.0.1. (Istio's tproxy mode shows the app
-    // the caller's address; sluice does not yet, see docs/injection.md.)
-    assert_eq!(peer_ip(&pod_ip)?, IpAddr::from(PASSTHROUGH));
+    // The proxy connects to the app from the caller's address, over IPv4 and IPv6; an app on
+    // loopback only cannot be reached from it and sees 127.0.0.1.
+    assert_eq!(peer_ip(&pod_ip)?, IpAddr::from(caller.ipv4));
     assert_eq!(peer_ip(&loopback)?, IpAddr::from(Ipv4Addr::LOCALHOST));
-    // Over IPv6 from ::6 when lo has it, else from ::1 (the pod's app listens on [::]).
-    let v6_peer = peer_ip(&ipv6)?;
-    assert!(
-        [PASSTHROUGH_V6, Ipv6Addr::LOCALHOST]
-            .map(IpAddr::from)
-            .contains(&v6_peer),
-        "the IPv6 app saw {v6_peer}"
-    );
+    assert_eq!(peer_ip(&ipv6)?, IpAddr::from(caller.ipv6));
 
     let (_, metrics) = mesh.curl_local(15090, "/metrics")?;
     for port in [9090, 9091, 9092] {
@@ -165,8 +156,8 @@ fn tproxy_inbound_opaque_tcp_is_spliced_with_half_close_and_counted() -> anyhow:
         .with_context(|| format!("no peer line in {answer:?}"))?;
     let peer: SocketAddr = std::str::from_utf8(&answer[..newline])?.parse()?;
     assert_eq!(&answer[newline + 1..], &payload[..], "the bytes came back");
-    // As for HTTP: the app sees the proxy's passthrough address, not the caller's.
-    assert_eq!(peer.ip(), IpAddr::from(PASSTHROUGH));
+    // As for HTTP: the app sees the caller's address.
+    assert_eq!(peer.ip(), IpAddr::from(caller.ipv4));
 
     let (_, metrics) = mesh.curl_local(15090, "/metrics")?;
     let labels = [
@@ -183,6 +174,43 @@ fn tproxy_inbound_opaque_tcp_is_spliced_with_half_close_and_counted() -> anyhow:
         payload.len() as f64,
         "{metrics}"
     );
+    Ok(())
+}
+
+#[test]
+fn tproxy_inbound_http_connections_to_the_app_serve_one_client_each() -> anyhow::Result<()> {
+    let node = Node::new("proxy_tproxy_clients")?;
+    let mesh = Mesh::start_captured(&node, MESH, &[], &[], Capture::Tproxy)?;
+    let pod_v4 = mesh.client.ipv4;
+    mesh.run(async move {
+        serve_peer_http(TcpListener::bind((pod_v4, 9094)).await?, "shared");
+        anyhow::Ok(())
+    })?;
+    let (first, second) = (node.pod("first")?, node.pod("second")?);
+    let url = format!("http://{pod_v4}:9094/who");
+    // The proxy keeps its connections to the app for the next requests. Over HTTP/2 one
+    // connection carries all the requests to an app: were the pool shared between clients,
+    // the second caller's request would ride the first caller's connection. (Over HTTP/1.1 a
+    // request mostly rides the connection made while detecting its protocol, so it shows less.)
+    let h2: &[&str] = &["--http2-prior-knowledge"];
+    let calls = [
+        (&first, &[][..]),
+        (&second, &[][..]),
+        (&first, h2),
+        (&second, h2),
+        (&first, h2),
+    ];
+    for (caller, extra) in calls {
+        let reply = curl(caller, &url, extra)?;
+        assert_eq!((reply.status, reply.app.as_str()), (200, "shared"));
+        assert_eq!(
+            peer_ip(&reply)?,
+            IpAddr::from(caller.ipv4),
+            "{} was seen as another caller ({extra:?}); proxy log:\n{}",
+            caller.name,
+            mesh.proxy.stderr()
+        );
+    }
     Ok(())
 }
 

@@ -120,6 +120,9 @@ pub struct Settings {
     pub app_probes: probe::AppProbes,
     /// How inbound connections are captured.
     pub mode: listener::Mode,
+    /// tproxy mode: SO_MARK of the connections to the app made from the client's address
+    /// (sluice-init's `--tproxy-mark`).
+    pub tproxy_mark: u32,
 }
 
 /// What the connections of a running proxy share.
@@ -130,6 +133,9 @@ pub struct Sidecar {
     pub orig_dst: Arc<dyn OrigDst>,
     /// Where captured inbound connections were going (the same lookup, except in tproxy mode).
     pub inbound_orig_dst: Arc<dyn OrigDst>,
+    /// tproxy mode: the mark of connections to the app from each client's own address;
+    /// `None`: they come from 127.0.0.6 (see [`tcp::connect_app`]).
+    pub tproxy_mark: Option<u32>,
     /// Connections to mesh endpoints.
     pub outbound_pool: http::Pool,
     /// Connections to the app in this pod.
@@ -172,6 +178,7 @@ impl Sidecar {
             store,
             inbound_orig_dst: orig_dst.clone(),
             orig_dst,
+            tproxy_mark: None,
             outbound_pool: http::Pool::new(http::Dial::Direct, metrics.clone()),
             inbound_pool: http::Pool::new(http::Dial::App, metrics.clone()),
             app: Arc::new(cluster::Cluster::unlimited(cluster::ClusterName {
@@ -186,6 +193,15 @@ impl Sidecar {
             identity,
             ports,
         }
+    }
+
+    /// Where a connection to the app for the inbound client `peer` comes from: the client's
+    /// own address in tproxy mode.
+    pub fn original_src(&self, peer: SocketAddr) -> Option<tcp::OriginalSrc> {
+        self.tproxy_mark.map(|mark| tcp::OriginalSrc {
+            ip: peer.ip(),
+            mark,
+        })
     }
 
     /// True for a destination that is one of the proxy's capture ports: such a
@@ -300,6 +316,7 @@ pub async fn run(
         sidecar.inbound_orig_dst = Arc::new(orig_dst::Tproxy {
             listener_port: ports.inbound,
         });
+        sidecar.tproxy_mark = Some(settings.tproxy_mark);
     }
     let sidecar = Arc::new(sidecar);
     let outbound = bind(

@@ -28,6 +28,23 @@ pub enum Mode {
     Tproxy,
 }
 
+/// sluice-init's default `--tproxy-mark`: the SO_MARK of the proxy's transparent connections to
+/// the app in tproxy mode.
+pub const DEFAULT_TPROXY_MARK: u32 = 1337;
+
+/// Parses a firewall mark as sluice-init's `--tproxy-mark` takes it: decimal or `0x` hex, not 0.
+pub fn parse_mark(text: &str) -> Result<u32, String> {
+    let text = text.trim();
+    let parsed = match text.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    match parsed {
+        Ok(mark) if mark != 0 => Ok(mark),
+        _ => Err("not a firewall mark; use 1-4294967295, decimal or 0x hex".into()),
+    }
+}
+
 /// Binds `port` on every address of the pod: 0.0.0.0 and, when the kernel
 /// and pod have IPv6, `[::]` (IPv6 only, so the two never collide).
 pub fn bind_all(port: u16) -> io::Result<Vec<TcpListener>> {
@@ -111,4 +128,18 @@ where
         }
     }
     tracing::debug!(?local, "stopped accepting");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_are_decimal_or_hex_and_never_zero() {
+        assert_eq!(parse_mark("1337"), Ok(1337));
+        assert_eq!(parse_mark(" 0x539 "), Ok(1337));
+        for bad in ["0", "0x0", "-1", "0xg", "4294967296", ""] {
+            assert!(parse_mark(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use sluice_api::model::Workload;
-use sluice_proxy::listener::Mode;
+use sluice_proxy::listener::{self, DEFAULT_TPROXY_MARK, Mode};
 use sluice_proxy::probe::AppProbes;
 use sluice_proxy::{Ports, Settings, logging, podinfo};
 
@@ -49,6 +49,16 @@ struct Args {
     /// Inbound capture mode of sluice-init: `tproxy` listens with IP_TRANSPARENT (CAP_NET_ADMIN).
     #[arg(long, env = "SLUICE_MODE", value_enum, default_value_t = Mode::Redirect)]
     mode: Mode,
+    /// tproxy mode: firewall mark of the proxy's transparent connections to the app, which
+    /// keep the client's address (sluice-init's `--tproxy-mark`: decimal or 0x hex, not 0).
+    #[arg(
+        long,
+        env = "SLUICE_TPROXY_MARK",
+        default_value_t = DEFAULT_TPROXY_MARK,
+        value_name = "MARK",
+        value_parser = listener::parse_mark
+    )]
+    tproxy_mark: u32,
     /// IP address of the pod (informational; inbound uses each connection's original destination).
     #[arg(long, env = "SLUICE_POD_IP")]
     pod_ip: Option<std::net::IpAddr>,
@@ -155,6 +165,7 @@ fn main() -> anyhow::Result<()> {
         pod_name: args.pod_name.clone(),
         app_probes,
         mode: args.mode,
+        tproxy_mark: args.tproxy_mark,
     };
     tracing::info!(?args, labels = ?settings.workload.labels, probes = settings.app_probes.len(), "starting");
     runtime.block_on(sluice_proxy::run(settings, set_level, args.log_level))?;

@@ -7,6 +7,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -35,18 +36,39 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, P
     Ok(stream)
 }
 
+/// The client a connection to the app is made for in tproxy mode: the connection leaves from
+/// the client's own address, so the app sees the real caller (as Envoy's `original_src`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OriginalSrc {
+    /// The client's address, bound with IP_TRANSPARENT (not one of the pod's, except when the
+    /// pod calls itself).
+    pub ip: IpAddr,
+    /// SO_MARK of the connection: sluice-init's tproxy mark, which routes the app's replies
+    /// back to the proxy instead of out to the client.
+    pub mark: u32,
+}
+
 /// Connects to the app in this pod at `addr` (the original destination, on the
-/// pod's IP) from 127.0.0.6 (`::6`); when nothing listens there, or the source
-/// cannot be used, connects to loopback on the same port, so apps bound only
-/// to 127.0.0.1 work too.
-pub async fn connect_app(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ProxyError> {
+/// pod's IP): from the client's address when `from` is given (tproxy mode), else from
+/// 127.0.0.6 (`::6`). When nothing listens there, or the source cannot be used, connects to
+/// loopback on the same port, so apps bound only to 127.0.0.1 work too (from loopback: a
+/// client's address cannot reach them).
+pub async fn connect_app(
+    addr: SocketAddr,
+    from: Option<OriginalSrc>,
+    timeout: Duration,
+) -> Result<TcpStream, ProxyError> {
     let loopback: IpAddr = if addr.is_ipv4() {
         Ipv4Addr::LOCALHOST.into()
     } else {
         Ipv6Addr::LOCALHOST.into()
     };
     if addr.ip() != loopback {
-        match connect_from(addr, timeout).await {
+        let source = match from.filter(|f| f.ip.is_ipv4() == addr.is_ipv4()) {
+            Some(from) => transparent_socket(from),
+            None => passthrough_socket(addr),
+        };
+        match connect_socket(source, addr, timeout).await {
             Ok(stream) => return Ok(stream),
             Err(e)
                 if e.kind() == io::ErrorKind::ConnectionRefused
@@ -57,13 +79,40 @@ pub async fn connect_app(addr: SocketAddr, timeout: Duration) -> Result<TcpStrea
     connect(SocketAddr::new(loopback, addr.port()), timeout).await
 }
 
-async fn connect_from(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+/// A socket bound to 127.0.0.6 (`::6`), which sluice-init never captures.
+fn passthrough_socket(addr: SocketAddr) -> io::Result<TcpSocket> {
     let (socket, source) = match addr {
         SocketAddr::V4(_) => (TcpSocket::new_v4()?, IpAddr::from(APP_SOURCE_V4)),
         SocketAddr::V6(_) => (TcpSocket::new_v6()?, IpAddr::from(APP_SOURCE_V6)),
     };
     socket.bind(SocketAddr::new(source, 0))?;
-    let stream = tokio::time::timeout(timeout, socket.connect(addr))
+    Ok(socket)
+}
+
+/// A socket bound to the client's address: IP_TRANSPARENT (CAP_NET_ADMIN) and SO_MARK.
+fn transparent_socket(from: OriginalSrc) -> io::Result<TcpSocket> {
+    let socket = Socket::new(
+        Domain::for_address(SocketAddr::new(from.ip, 0)),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    if from.ip.is_ipv4() {
+        socket.set_ip_transparent_v4(true)?;
+    } else {
+        socket.set_ip_transparent_v6(true)?;
+    }
+    socket.set_mark(from.mark)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::new(from.ip, 0).into())?;
+    Ok(TcpSocket::from_std_stream(socket.into()))
+}
+
+async fn connect_socket(
+    socket: io::Result<TcpSocket>,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let stream = tokio::time::timeout(timeout, socket?.connect(addr))
         .await
         .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "connect timeout")))?;
     let _ = stream.set_nodelay(true);
@@ -148,6 +197,7 @@ mod tests {
         // 127.0.0.2 stands for the pod IP: nothing listens there.
         let stream = connect_app(
             SocketAddr::from(([127, 0, 0, 2], port)),
+            None,
             Duration::from_secs(5),
         )
         .await

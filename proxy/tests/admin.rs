@@ -115,6 +115,7 @@ async fn quitquitquit_drains_and_returns() {
         pod_name: None,
         app_probes: Default::default(),
         mode: Default::default(),
+        tproxy_mark: sluice_proxy::listener::DEFAULT_TPROXY_MARK,
     };
     let set_level: admin::SetLevel = Arc::new(|_: &str| Ok(()));
     let running = tokio::spawn(sluice_proxy::run(settings, set_level, "info".into()));

@@ -15,18 +15,21 @@ use super::record::{Recorded, Recorder};
 use super::{Body, forward, headers, incoming, respond};
 use crate::Sidecar;
 use crate::metrics::{AccessDetails, Direction, RequestLabels, RequestRecord};
+use crate::tcp::OriginalSrc;
 
-/// The inbound side of one client connection: the app port it was sent to.
+/// The inbound side of one client connection: the app port it was sent to, and in tproxy
+/// mode the client's address the connections to the app come from.
 #[derive(Clone, Debug)]
 pub struct Inbound {
     sidecar: Arc<Sidecar>,
     dst: SocketAddr,
+    from: Option<OriginalSrc>,
 }
 
 impl Inbound {
-    /// The handler for requests sent to the app at `dst`.
-    pub fn new(sidecar: Arc<Sidecar>, dst: SocketAddr) -> Inbound {
-        Inbound { sidecar, dst }
+    /// The handler for requests sent to the app at `dst`, on connections from `from` when given.
+    pub fn new(sidecar: Arc<Sidecar>, dst: SocketAddr, from: Option<OriginalSrc>) -> Inbound {
+        Inbound { sidecar, dst, from }
     }
 
     /// Forwards one request to the app.
@@ -64,7 +67,12 @@ impl Inbound {
             connect_timeout: timeout,
             cluster: &self.sidecar.app,
         };
-        let resp = match self.sidecar.inbound_pool.send(&to, req).await {
+        let resp = match self
+            .sidecar
+            .inbound_pool
+            .send_from(&to, self.from, req)
+            .await
+        {
             Ok(resp) => forward::response(resp, parts.version, client_upgrade),
             Err(failed) => {
                 record.set_error(&failed.error);

@@ -3,7 +3,9 @@
 //! apply to its own connections): HTTP/1.1 connections reused one request at
 //! a time, one multiplexed HTTP/2 connection per endpoint. Requests beyond
 //! the destination's circuit-breaker thresholds are refused or wait for a
-//! connection, as in Envoy's connection pools.
+//! connection, as in Envoy's connection pools. Connections to the app made
+//! from a client's own address (tproxy mode) are pooled per client, as with
+//! Envoy's `original_src`: never shared with another client.
 
 mod conn;
 
@@ -23,7 +25,7 @@ use super::Body;
 use crate::cluster::{Cluster, Limit, Overflow, Permit};
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
-use crate::tcp;
+use crate::tcp::{self, OriginalSrc};
 use crate::tls::{Alpn, Stream, Tls};
 
 /// The HTTP version spoken upstream.
@@ -40,7 +42,8 @@ pub enum Version {
 pub enum Dial {
     /// Connect to the address (outbound: endpoints of the mesh).
     Direct,
-    /// Connect to the app in this pod (inbound): see [`tcp::connect_app`].
+    /// Connect to the app in this pod (inbound): see [`tcp::connect_app`], from the client's
+    /// address when a request gives one ([`Pool::send_from`]).
     App,
 }
 
@@ -71,6 +74,7 @@ pub struct Failed {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Key {
     addr: SocketAddr,
+    from: Option<OriginalSrc>,
     cluster: u64,
     tls: u64,
     version: Version,
@@ -112,13 +116,24 @@ impl Pool {
     pub async fn send(
         &self,
         to: &Upstream<'_>,
+        req: Request<Body>,
+    ) -> Result<Response<Body>, Box<Failed>> {
+        self.send_from(to, None, req).await
+    }
+
+    /// [`send`](Self::send) for one client: with `from`, on connections opened from the
+    /// client's own address, which serve no other client.
+    pub async fn send_from(
+        &self,
+        to: &Upstream<'_>,
+        from: Option<OriginalSrc>,
         mut req: Request<Body>,
     ) -> Result<Response<Body>, Box<Failed>> {
         let request = match self.admit(to.cluster, Limit::Requests) {
             Ok(p) => p,
             Err(o) => return Err(overflow(o, req)),
         };
-        let slot = self.slot(to);
+        let slot = self.slot(to, from);
         let mut pending: Option<Permit> = None;
         let mut queued = false;
         loop {
@@ -164,7 +179,7 @@ impl Pool {
                     continue;
                 }
             };
-            let taken = match self.open(to, &slot, permit).await {
+            let taken = match self.open(to, from, &slot, permit).await {
                 Ok(taken) => taken,
                 Err(error) => {
                     return Err(Box::new(Failed {
@@ -182,9 +197,16 @@ impl Pool {
     }
 
     /// Takes over a connection made for another purpose (protocol detection)
-    /// as a free pooled connection; `permit` counts it for its destination.
-    pub async fn adopt(&self, to: &Upstream<'_>, stream: TcpStream, permit: Option<Permit>) {
-        let slot = self.slot(to);
+    /// as a free pooled connection; `from` is the client it was opened from (see
+    /// [`send_from`](Self::send_from)); `permit` counts it for its destination.
+    pub async fn adopt(
+        &self,
+        to: &Upstream<'_>,
+        from: Option<OriginalSrc>,
+        stream: TcpStream,
+        permit: Option<Permit>,
+    ) {
+        let slot = self.slot(to, from);
         let permit = permit.unwrap_or_else(|| to.cluster.breaker.acquire(Limit::Connections));
         slot.open.fetch_add(1, Ordering::AcqRel);
         let state = ConnState::new(to.cluster.connection, slot.clone());
@@ -225,9 +247,10 @@ impl Pool {
         })
     }
 
-    fn slot(&self, to: &Upstream<'_>) -> Arc<Slot> {
+    fn slot(&self, to: &Upstream<'_>, from: Option<OriginalSrc>) -> Arc<Slot> {
         let key = Key {
             addr: to.addr,
+            from,
             cluster: to.cluster.id,
             tls: to.cluster.tls.fingerprint(),
             version: to.version,
@@ -237,6 +260,12 @@ impl Pool {
             .slots
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = slots.get(&key) {
+            return slot.clone();
+        }
+        // A new endpoint or client: first forget the slots that no connection
+        // or request holds any more, so that departed ones do not pile up.
+        slots.retain(|_, slot| Arc::strong_count(slot) > 1);
         slots.entry(key).or_default().clone()
     }
 
@@ -244,11 +273,12 @@ impl Pool {
     async fn open(
         &self,
         to: &Upstream<'_>,
+        from: Option<OriginalSrc>,
         slot: &Arc<Slot>,
         permit: Permit,
     ) -> Result<Taken, ProxyError> {
         let mut opening = Opening::start(slot, to.version);
-        let opened = self.handshake(to, slot, permit).await;
+        let opened = self.handshake(to, from, slot, permit).await;
         opening.opened = opened.is_ok();
         opened
     }
@@ -256,10 +286,11 @@ impl Pool {
     async fn handshake(
         &self,
         to: &Upstream<'_>,
+        from: Option<OriginalSrc>,
         slot: &Arc<Slot>,
         permit: Permit,
     ) -> Result<Taken, ProxyError> {
-        let stream = self.dial(to).await?;
+        let stream = self.dial(to, from).await?;
         let state = ConnState::new(to.cluster.connection, slot.clone());
         let fail = |source| ProxyError::Upstream {
             addr: to.addr,
@@ -347,7 +378,11 @@ impl Pool {
     }
 
     /// Connects to the endpoint, with TLS when the destination originates it.
-    async fn dial(&self, to: &Upstream<'_>) -> Result<Stream, ProxyError> {
+    async fn dial(
+        &self,
+        to: &Upstream<'_>,
+        from: Option<OriginalSrc>,
+    ) -> Result<Stream, ProxyError> {
         if let Tls::Unavailable(reason) = &to.cluster.tls {
             return Err(ProxyError::TlsUnavailable {
                 destination: to.cluster.name.to_string(),
@@ -357,7 +392,7 @@ impl Pool {
         let (addr, timeout) = (to.addr, to.connect_timeout);
         let stream = match self.inner.dial {
             Dial::Direct => tcp::connect(addr, timeout).await?,
-            Dial::App => tcp::connect_app(addr, timeout).await?,
+            Dial::App => tcp::connect_app(addr, from, timeout).await?,
         };
         let Tls::Originate(tls) = &to.cluster.tls else {
             return Ok(Stream::Plain(stream));

@@ -32,8 +32,9 @@ pub async fn handle(
         ),
         None => return,
     };
+    let from = sidecar.original_src(peer);
     let connecting = async move {
-        tcp::connect_app(dst, connect_timeout)
+        tcp::connect_app(dst, from, connect_timeout)
             .await
             .map_err(std::io::Error::other)
     };
@@ -51,9 +52,9 @@ pub async fn handle(
                 connect_timeout,
                 cluster: &sidecar.app,
             };
-            sidecar.inbound_pool.adopt(&to, app, None).await;
+            sidecar.inbound_pool.adopt(&to, from, app, None).await;
         }
-        let inbound = Inbound::new(sidecar, dst);
+        let inbound = Inbound::new(sidecar, dst, from);
         return http::serve(
             Prefixed::new(found.client, stream),
             move |req| inbound.clone().handle(req),
@@ -63,7 +64,7 @@ pub async fn handle(
     }
     let app = match found.upstream {
         Some(Ok(app)) => app,
-        _ => match tcp::connect_app(dst, connect_timeout).await {
+        _ => match tcp::connect_app(dst, from, connect_timeout).await {
             Ok(app) => app,
             Err(e) => return tracing::info!(%peer, "inbound connection closed: {e}"),
         },

@@ -115,7 +115,10 @@ async fn detect(
                     connect_timeout: u.connect_timeout,
                     cluster: &u.cluster,
                 };
-                sidecar.outbound_pool.adopt(&to, conn, Some(u.permit)).await;
+                sidecar
+                    .outbound_pool
+                    .adopt(&to, None, conn, Some(u.permit))
+                    .await;
             }
             serve_http(sidecar, stream, found.client, dst, peer, &drain).await;
         }
