@@ -1,7 +1,8 @@
 //! Capture end to end: unknown destinations under REGISTRY_ONLY and
 //! ALLOW_ANY, opaque TCP with half-close, a server-first protocol on an
 //! undeclared port without delay, inbound to apps on loopback and on the pod
-//! IP, and draining on SIGTERM or `POST /quitquitquit`.
+//! IP, a DestinationRule's TCP keepalive on the upstream connection, and
+//! draining on SIGTERM or `POST /quitquitquit`.
 
 mod proxy_support;
 
@@ -150,6 +151,55 @@ fn opaque_tcp_and_a_server_first_protocol_pass_without_added_delay() -> anyhow::
     );
     let (_, metrics) = mesh.curl_local(15090, "/metrics")?;
     assert!(metrics.contains(r#"sluice_tcp_connections_closed_total{direction="outbound",destination_service="backend.default.svc.cluster.local"} 2"#), "{metrics}");
+    Ok(())
+}
+
+#[test]
+fn a_destination_rules_tcp_keepalive_is_set_on_the_upstream_connection() -> anyhow::Result<()> {
+    let node = Node::new("proxy_keepalive")?;
+    let server = node.pod("server")?;
+    let rt = server.runtime()?;
+    let _echo = rt.block_on(rt.spawn(async {
+        apps::serve_tcp_echo(tokio::net::TcpListener::bind("0.0.0.0:9000").await?)
+    }))??;
+    let yaml = format!(
+        "{}apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: backend}}\nspec:\n  hosts: [backend]\n  addresses: [10.96.0.20]\n  ports: [{{number: 9000, name: tcp-echo}}]\n  resolution: STATIC\n  endpoints: [{{address: {}}}]\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: backend}}\nspec:\n  host: backend\n  trafficPolicy:\n    connectionPool:\n      tcp:\n        tcpKeepalive: {{time: 7s, interval: 3s, probes: 4}}\n",
+        mesh_config("REGISTRY_ONLY"),
+        server.ipv4
+    );
+    let mesh = Mesh::start(&node, &yaml, &[])?;
+    let upstream = format!("{}:9000", server.ipv4);
+    // While the client's connection is open, the proxy's own connection to
+    // the endpoint (in the client pod) shows its keepalive timer.
+    let sockets = mesh.client.run(move || -> anyhow::Result<String> {
+        let mut stream =
+            TcpStream::connect_timeout(&SocketAddr::from(([10, 96, 0, 20], 9000)), TIMEOUT)?;
+        stream.set_read_timeout(Some(TIMEOUT))?;
+        stream.write_all(b"ping")?;
+        let mut back = [0; 4];
+        stream.read_exact(&mut back)?;
+        let ss = std::process::Command::new("ss")
+            .args(["-tnoH", "state", "established", "dst", &upstream])
+            .output()?;
+        Ok(String::from_utf8_lossy(&ss.stdout).into_owned())
+    })?;
+    // ss prints the time left as `7sec`, `6.996ms` (6 s 996 ms), `996ms` or
+    // `119min`: it must be at most the rule's 7 s, not the kernel's 2 hours.
+    let timer = sockets
+        .split("timer:(keepalive,")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_default();
+    let left = match (timer.strip_suffix("sec"), timer.strip_suffix("ms")) {
+        (Some(secs), _) => secs.parse::<f64>().ok(),
+        (_, Some(ms)) if ms.contains('.') => ms.parse::<f64>().ok(),
+        (_, Some(ms)) => ms.parse::<f64>().ok().map(|ms| ms / 1000.0),
+        _ => None,
+    };
+    ensure!(
+        matches!(left, Some(s) if s <= 7.0),
+        "no 7 s keepalive timer on the upstream connection: {sockets:?}"
+    );
     Ok(())
 }
 

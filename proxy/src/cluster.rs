@@ -18,6 +18,7 @@ use sluice_api::model::{Model, Service, ServiceId};
 
 pub use limits::{Breaker, Limit, Limits, Permit};
 
+use crate::tcp::Keepalive;
 use crate::tls::Tls;
 
 /// Idle upstream HTTP connections are closed after this long, unless
@@ -48,7 +49,8 @@ impl fmt::Display for ClusterName {
     }
 }
 
-/// How long upstream HTTP connections live and how much they carry.
+/// How long upstream HTTP connections live and how much they carry, and the
+/// keepalive of every upstream connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionPolicy {
     /// Closed after this long without requests (`http.idleTimeout`).
@@ -57,6 +59,8 @@ pub struct ConnectionPolicy {
     pub max_requests: Option<u32>,
     /// Closed, once idle, after this long (`tcp.maxConnectionDuration`).
     pub max_duration: Option<Duration>,
+    /// TCP keepalive probes (`tcp.tcpKeepalive`), off when unset.
+    pub keepalive: Option<Keepalive>,
 }
 
 impl Default for ConnectionPolicy {
@@ -65,6 +69,7 @@ impl Default for ConnectionPolicy {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_requests: None,
             max_duration: None,
+            keepalive: None,
         }
     }
 }
@@ -87,6 +92,13 @@ impl ConnectionPolicy {
                 .and_then(|t| t.max_connection_duration)
                 .map(|d| d.get())
                 .filter(|d| !d.is_zero()),
+            keepalive: tcp
+                .and_then(|t| t.tcp_keepalive.as_ref())
+                .map(|k| Keepalive {
+                    time: k.time.map(|d| d.get()),
+                    interval: k.interval.map(|d| d.get()),
+                    probes: k.probes,
+                }),
         }
     }
 }
@@ -357,7 +369,7 @@ mod tests {
     #[test]
     fn one_cluster_per_subset_and_port_with_its_settings() {
         let m = model(
-            "{tcp: {maxConnections: 3}, http: {maxRequestsPerConnection: 1, idleTimeout: 5s}}",
+            "{tcp: {maxConnections: 3, tcpKeepalive: {time: 7s, probes: 4}}, http: {maxRequestsPerConnection: 1, idleTimeout: 5s}}",
         );
         let clusters = Clusters::build(&m, &Breakers::default());
         let id = ServiceId(0);
@@ -389,7 +401,12 @@ mod tests {
             ConnectionPolicy {
                 idle_timeout: Duration::from_secs(5),
                 max_requests: Some(1),
-                max_duration: None
+                max_duration: None,
+                keepalive: Some(Keepalive {
+                    time: Some(Duration::from_secs(7)),
+                    interval: None,
+                    probes: Some(4),
+                }),
             }
         );
         assert!(clusters.get(id, SubsetRef::Missing, 80).is_none());

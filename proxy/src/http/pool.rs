@@ -391,7 +391,9 @@ impl Pool {
         }
         let (addr, timeout) = (to.addr, to.connect_timeout);
         let stream = match self.inner.dial {
-            Dial::Direct => tcp::connect(addr, timeout).await?,
+            Dial::Direct => {
+                tcp::connect_upstream(addr, timeout, to.cluster.connection.keepalive).await?
+            }
             Dial::App => tcp::connect_app(addr, from, timeout).await?,
         };
         let Tls::Originate(tls) = &to.cluster.tls else {

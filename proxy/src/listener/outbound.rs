@@ -93,8 +93,12 @@ async fn detect(
         .as_ref()
         .filter(|u| matches!(u.cluster.tls, Tls::Plain))
         .map(|u| {
-            let (addr, t) = (u.addr, u.connect_timeout);
-            async move { tcp::connect(addr, t).await.map_err(std::io::Error::other) }
+            let (addr, t, keepalive) = (u.addr, u.connect_timeout, u.cluster.connection.keepalive);
+            async move {
+                tcp::connect_upstream(addr, t, keepalive)
+                    .await
+                    .map_err(std::io::Error::other)
+            }
         });
     let found = protocol::detect(&mut stream, connecting, timeout).await;
     if let (Some(u), Some(connected)) = (&upstream, &found.upstream) {
@@ -259,7 +263,10 @@ async fn connect_tcp(
             destination: upstream.cluster.name.to_string(),
             reason: reason.clone(),
         }),
-        _ => tcp::connect(addr, upstream.connect_timeout).await,
+        _ => {
+            let keepalive = upstream.cluster.connection.keepalive;
+            tcp::connect_upstream(addr, upstream.connect_timeout, keepalive).await
+        }
     };
     let stream = match (connected, tls) {
         (Ok(tcp), Tls::Originate(o)) => o
