@@ -1,8 +1,8 @@
 //! Capture end to end: unknown destinations under REGISTRY_ONLY and
 //! ALLOW_ANY, opaque TCP with half-close, a server-first protocol on an
 //! undeclared port without delay, inbound to apps on loopback and on the pod
-//! IP, a DestinationRule's TCP keepalive on the upstream connection, and
-//! draining on SIGTERM or `POST /quitquitquit`.
+//! IP, a DestinationRule's TCP keepalive and idle timeout, and draining on
+//! SIGTERM or `POST /quitquitquit`.
 
 mod proxy_support;
 
@@ -155,7 +155,8 @@ fn opaque_tcp_and_a_server_first_protocol_pass_without_added_delay() -> anyhow::
 }
 
 #[test]
-fn a_destination_rules_tcp_keepalive_is_set_on_the_upstream_connection() -> anyhow::Result<()> {
+fn a_destination_rules_tcp_keepalive_and_idle_timeout_apply_to_tcp_connections()
+-> anyhow::Result<()> {
     let node = Node::new("proxy_keepalive")?;
     let server = node.pod("server")?;
     let rt = server.runtime()?;
@@ -163,7 +164,7 @@ fn a_destination_rules_tcp_keepalive_is_set_on_the_upstream_connection() -> anyh
         apps::serve_tcp_echo(tokio::net::TcpListener::bind("0.0.0.0:9000").await?)
     }))??;
     let yaml = format!(
-        "{}apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: backend}}\nspec:\n  hosts: [backend]\n  addresses: [10.96.0.20]\n  ports: [{{number: 9000, name: tcp-echo}}]\n  resolution: STATIC\n  endpoints: [{{address: {}}}]\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: backend}}\nspec:\n  host: backend\n  trafficPolicy:\n    connectionPool:\n      tcp:\n        tcpKeepalive: {{time: 7s, interval: 3s, probes: 4}}\n",
+        "{}apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: backend}}\nspec:\n  hosts: [backend]\n  addresses: [10.96.0.20]\n  ports: [{{number: 9000, name: tcp-echo}}]\n  resolution: STATIC\n  endpoints: [{{address: {}}}]\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: backend}}\nspec:\n  host: backend\n  trafficPolicy:\n    connectionPool:\n      tcp:\n        tcpKeepalive: {{time: 7s, interval: 3s, probes: 4}}\n        idleTimeout: 1s\n",
         mesh_config("REGISTRY_ONLY"),
         server.ipv4
     );
@@ -171,18 +172,31 @@ fn a_destination_rules_tcp_keepalive_is_set_on_the_upstream_connection() -> anyh
     let upstream = format!("{}:9000", server.ipv4);
     // While the client's connection is open, the proxy's own connection to
     // the endpoint (in the client pod) shows its keepalive timer.
-    let sockets = mesh.client.run(move || -> anyhow::Result<String> {
-        let mut stream =
-            TcpStream::connect_timeout(&SocketAddr::from(([10, 96, 0, 20], 9000)), TIMEOUT)?;
-        stream.set_read_timeout(Some(TIMEOUT))?;
-        stream.write_all(b"ping")?;
-        let mut back = [0; 4];
-        stream.read_exact(&mut back)?;
-        let ss = std::process::Command::new("ss")
-            .args(["-tnoH", "state", "established", "dst", &upstream])
-            .output()?;
-        Ok(String::from_utf8_lossy(&ss.stdout).into_owned())
-    })?;
+    let (sockets, idle) = mesh
+        .client
+        .run(move || -> anyhow::Result<(String, Duration)> {
+            let mut stream =
+                TcpStream::connect_timeout(&SocketAddr::from(([10, 96, 0, 20], 9000)), TIMEOUT)?;
+            stream.set_read_timeout(Some(TIMEOUT))?;
+            stream.write_all(b"ping")?;
+            let mut back = [0; 4];
+            stream.read_exact(&mut back)?;
+            let ss = std::process::Command::new("ss")
+                .args(["-tnoH", "state", "established", "dst", &upstream])
+                .output()?;
+            // Then nothing moves: the proxy closes the connection after 1 s.
+            let quiet = Instant::now();
+            let read = stream.read(&mut back)?;
+            ensure!(read == 0, "read {read} bytes from an idle connection");
+            Ok((
+                String::from_utf8_lossy(&ss.stdout).into_owned(),
+                quiet.elapsed(),
+            ))
+        })?;
+    ensure!(
+        idle >= Duration::from_millis(800) && idle < Duration::from_secs(5),
+        "the idle connection was closed after {idle:?}, not after the rule's 1 s"
+    );
     // ss prints the time left as `7sec`, `6.996ms` (6 s 996 ms), `996ms` or
     // `119min`: it must be at most the rule's 7 s, not the kernel's 2 hours.
     let timer = sockets

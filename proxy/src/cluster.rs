@@ -26,6 +26,10 @@ use crate::tls::Tls;
 /// connection that a server's keep-alive timeout closed is seldom reused.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// How long an opaque TCP connection may carry nothing before it is closed,
+/// unless `tcp.idleTimeout` says otherwise (Istio's default).
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// Which destination: service host, subset (empty for all endpoints), port
 /// (0 for ports the service does not declare).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -61,6 +65,9 @@ pub struct ConnectionPolicy {
     pub max_duration: Option<Duration>,
     /// TCP keepalive probes (`tcp.tcpKeepalive`), off when unset.
     pub keepalive: Option<Keepalive>,
+    /// Opaque TCP connections are closed after this long without a byte
+    /// either way (`tcp.idleTimeout`; `0s`: never).
+    pub tcp_idle: Option<Duration>,
 }
 
 impl Default for ConnectionPolicy {
@@ -70,6 +77,7 @@ impl Default for ConnectionPolicy {
             max_requests: None,
             max_duration: None,
             keepalive: None,
+            tcp_idle: Some(DEFAULT_TCP_IDLE_TIMEOUT),
         }
     }
 }
@@ -98,6 +106,11 @@ impl ConnectionPolicy {
                     time: k.time.map(|d| d.get()),
                     interval: k.interval.map(|d| d.get()),
                     probes: k.probes,
+                }),
+            tcp_idle: tcp
+                .and_then(|t| t.idle_timeout)
+                .map_or(Some(DEFAULT_TCP_IDLE_TIMEOUT), |d| {
+                    Some(d.get()).filter(|d| !d.is_zero())
                 }),
         }
     }
@@ -407,6 +420,7 @@ mod tests {
                     interval: None,
                     probes: Some(4),
                 }),
+                tcp_idle: Some(DEFAULT_TCP_IDLE_TIMEOUT),
             }
         );
         assert!(clusters.get(id, SubsetRef::Missing, 80).is_none());

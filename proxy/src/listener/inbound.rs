@@ -78,8 +78,8 @@ pub async fn handle(
         labels,
         stream,
         app,
-        &found.client,
-        &found.server,
+        (&found.client, &found.server),
+        sidecar.app.connection.tcp_idle,
     )
     .await;
 }

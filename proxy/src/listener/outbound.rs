@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use sluice_api::mesh_config::OutboundMode;
@@ -12,7 +13,7 @@ use sluice_api::model::{Protocol, Service, ServiceId, ServicePort};
 use tokio::net::TcpStream;
 
 use crate::balance::HashInput;
-use crate::cluster::{Cluster, Limit, Permit};
+use crate::cluster::{Cluster, DEFAULT_TCP_IDLE_TIMEOUT, Limit, Permit};
 use crate::config::Snapshot;
 use crate::drain;
 use crate::error::ProxyError;
@@ -141,7 +142,11 @@ async fn detect(
                 client: found.client,
                 server: found.server,
                 upstream: match (upstream, found.upstream) {
-                    (Some(u), Some(Ok(conn))) => Some((Stream::Plain(conn), u.permit)),
+                    (Some(u), Some(Ok(conn))) => Some(Connected {
+                        stream: Stream::Plain(conn),
+                        permit: u.permit,
+                        idle: u.cluster.connection.tcp_idle,
+                    }),
                     _ => None,
                 },
                 sni: None,
@@ -169,7 +174,8 @@ async fn unknown(
             };
             match tcp::connect(dst, snap.model.mesh.connect_timeout).await {
                 Ok(upstream) => {
-                    tcp::relay(&sidecar.metrics, labels, stream, upstream, &[], &[]).await
+                    let idle = Some(DEFAULT_TCP_IDLE_TIMEOUT);
+                    tcp::relay(&sidecar.metrics, labels, stream, upstream, (&[], &[]), idle).await
                 }
                 Err(e) => tracing::debug!(%dst, "passthrough: {e}"),
             }
@@ -209,10 +215,18 @@ async fn serve_http(
 struct Handoff {
     client: BytesMut,
     server: BytesMut,
-    /// The upstream connection made while detecting, and its place in the
-    /// destination's connection count.
-    upstream: Option<(Stream, Permit)>,
+    /// The upstream connection made while detecting.
+    upstream: Option<Connected>,
     sni: Option<String>,
+}
+
+/// An upstream TCP connection, with its place in the destination's
+/// connection count and the destination's idle timeout.
+#[derive(Debug)]
+struct Connected {
+    stream: Stream,
+    permit: Permit,
+    idle: Option<Duration>,
 }
 
 /// Proxies a TCP (or TLS) connection to the destination its routes choose.
@@ -229,7 +243,12 @@ async fn proxy_tcp(
         direction: Direction::Outbound,
         destination_service: host,
     };
-    let (upstream, _permit) = match handoff.upstream {
+    // The permit counts the connection against `maxConnections` until it ends.
+    let Connected {
+        stream: upstream,
+        permit: _permit,
+        idle,
+    } = match handoff.upstream {
         Some(connected) => connected,
         None => match connect_tcp(sidecar, snap, id, dst, handoff.sni.as_deref()).await {
             Ok(connected) => connected,
@@ -241,8 +260,8 @@ async fn proxy_tcp(
         labels,
         stream,
         upstream,
-        &handoff.client,
-        &handoff.server,
+        (&handoff.client, &handoff.server),
+        idle,
     )
     .await;
 }
@@ -255,7 +274,7 @@ async fn connect_tcp(
     id: ServiceId,
     dst: SocketAddr,
     sni: Option<&str>,
-) -> Result<(Stream, Permit), ProxyError> {
+) -> Result<Connected, ProxyError> {
     let upstream = tcp_upstream(sidecar, snap, id, dst, sni).await?;
     let (addr, tls) = (upstream.addr, &upstream.cluster.tls);
     let connected = match tls {
@@ -279,7 +298,11 @@ async fn connect_tcp(
     if !matches!(&stream, Err(ProxyError::TlsUnavailable { .. })) {
         upstream.record(sidecar, stream.is_ok());
     }
-    Ok((stream?, upstream.permit))
+    Ok(Connected {
+        stream: stream?,
+        idle: upstream.cluster.connection.tcp_idle,
+        permit: upstream.permit,
+    })
 }
 
 /// The endpoint a TCP connection goes to, counted against its destination's
