@@ -183,7 +183,7 @@ spec:
   hosts: [catalog]
   http:
   - match: [{uri: {prefix: /api/v2}}]
-    rewrite: {uri: /v2}
+    rewrite: {uri: /v2, authority: catalog-internal}
     route: [{destination: {host: catalog, subset: version-v2}}]
   - match: [{uri: {exact: /checkout}}]
     route: [{destination: {host: catalog, subset: version-v2}}]
@@ -195,6 +195,12 @@ spec:
 "#;
     let node = Node::new("proxy_uri_routing")?;
     let (mesh, _v1, _v2, _) = catalog_mesh(&node, rules)?;
+    let rewritten = mesh.curl(&format!("{CATALOG}/api/v2/items"), &[])?;
+    assert_eq!(
+        rewritten.seen().authority.as_deref(),
+        Some("catalog-internal"),
+        "the rewritten authority is the Host the app sees"
+    );
     let cases = [
         ("/api/v2/items", &[][..], "catalog-v2", "/v2/items"),
         ("/api/v1/items", &[][..], "catalog-v1", "/api/v1/items"),
