@@ -134,3 +134,67 @@ fn routes_by_header_then_weight_and_drops_rules_for_other_sources() {
         "{picks:?}"
     );
 }
+
+#[test]
+fn delegation_merges_the_delegates_rules_into_the_root_and_skips_a_missing_delegate() {
+    let yaml = MESH.replace(
+        "  - match:\n    - headers: {x-istio-cohort: {exact: internal}}",
+        r#"  - match: [{uri: {prefix: /gone}}]
+    delegate: {name: nowhere}
+  - match: [{uri: {prefix: /api}}]
+    delegate: {name: catalog-api, namespace: team}
+    headers: {request: {set: {x-root: "yes"}}}
+  - match:
+    - headers: {x-istio-cohort: {exact: internal}}"#,
+    ) + r#"---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: catalog-api, namespace: team}
+spec:
+  http:
+  - match: [{uri: {prefix: /api/v2}}]
+    route: [{destination: {host: catalog.shop.svc.cluster.local, subset: version-v2}}]
+  - match: [{uri: {prefix: /web}}]
+    route: [{destination: {host: catalog.shop.svc.cluster.local, subset: version-v2}}]
+  - route: [{destination: {host: catalog.shop.svc.cluster.local, subset: version-v1}}]
+"#;
+    let mut set = load_str("mesh.yaml", &yaml);
+    validate::validate(&mut set);
+    assert!(!set.has_errors(), "{:?}", set.diagnostics);
+    let warnings: Vec<String> = set.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("spec.http[0].delegate") && w.contains("shop/nowhere not found")),
+        "{warnings:?}"
+    );
+    let workload = Workload {
+        namespace: "shop".into(),
+        labels: Default::default(),
+    };
+    let m = Model::compile(&set.resources, &workload);
+    let vhost = m.routes.lookup("catalog.shop.svc.cluster.local").unwrap();
+    let empty = http::HeaderMap::new();
+    let routed = |path: &'static str| {
+        let req = RequestInfo {
+            path,
+            ..request(&empty)
+        };
+        let rule = vhost.http.iter().find(|r| r.matches(&req)).unwrap();
+        let HttpAction::Route(targets) = &rule.action else {
+            panic!("route")
+        };
+        let subset = targets.pick().unwrap().0.subset_name.clone().unwrap();
+        (subset, rule.request_headers.set.len())
+    };
+    // /gone: its delegate is missing, the rule is skipped, the catch-all answers.
+    assert_eq!(routed("/gone").0, "version-v1");
+    assert_eq!(routed("/api/v2/items"), ("version-v2".into(), 1));
+    assert_eq!(
+        routed("/api/v1/items"),
+        ("version-v1".into(), 1),
+        "the delegate's catch-all takes the root's /api match and header changes"
+    );
+    // The delegate's /web rule lies outside the root's /api: dropped.
+    assert_eq!(routed("/web").1, 0, "not routed by the delegate");
+}

@@ -49,9 +49,6 @@ pub enum ProxyError {
     /// The destination host is not in the registry.
     #[error("destination host {0} is not in the service registry; declare it with a ServiceEntry")]
     UnknownHost(String),
-    /// A delegate route (gateways only).
-    #[error("route delegates to VirtualService {0}; delegation applies to gateways, not sidecars")]
-    Delegate(String),
     /// A name could not be resolved.
     #[error("cannot resolve {host}: {reason}")]
     Resolve {

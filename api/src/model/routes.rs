@@ -1,6 +1,7 @@
 //! Route tables: per host, the VirtualService rules compiled for the request path.
 
 mod cors;
+mod delegate;
 mod http_rule;
 
 use std::collections::HashMap;
@@ -11,6 +12,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 pub use cors::Cors;
+pub use delegate::Delegates;
 pub use http_rule::{
     Fault, HeaderOps, HttpAction, HttpRule, Mirror, Redirect, RequestInfo, RequestMatch, RetryOn,
     RetryPolicy, Rewrite,
@@ -185,6 +187,7 @@ impl RouteTables {
     /// `mesh`) for the workload; the first VirtualService for a host wins.
     pub fn build(resources: &[Resource], registry: &Registry, workload: &Workload) -> RouteTables {
         let mut tables = RouteTables::default();
+        let delegates = Delegates::index(resources);
         for r in resources {
             let Spec::VirtualService(vs) = &r.spec else {
                 continue;
@@ -197,6 +200,7 @@ impl RouteTables {
                 vs,
                 format!("{ns}/{}", r.meta.name),
                 ns,
+                &delegates,
                 registry,
                 workload,
             ));
@@ -239,17 +243,19 @@ impl RouteTables {
     }
 }
 
-fn compile_vs(
-    vs: &VirtualService,
+fn compile_vs<'a>(
+    vs: &'a VirtualService,
     name: String,
-    ns: &str,
+    ns: &'a str,
+    delegates: &Delegates<'a>,
     registry: &Registry,
     workload: &Workload,
 ) -> VirtualHost {
     let http = vs
         .http
         .iter()
-        .filter_map(|r| HttpRule::compile(r, ns, registry, workload))
+        .flat_map(|r| delegates.expand(r, ns))
+        .filter_map(|(r, ns)| HttpRule::compile(&r, ns, registry, workload))
         .collect();
     let tcp = vs
         .tcp

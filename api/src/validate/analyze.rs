@@ -7,6 +7,7 @@ use crate::diagnostic::{Diagnostic, Severity};
 use crate::host::{fqdn, matches};
 use crate::istio::virtual_service::Destination;
 use crate::istio::{DestinationRule, VirtualService};
+use crate::model::routes::Delegates;
 use crate::resource::{Resource, Spec};
 
 pub(super) fn analyze(resources: &[Resource], out: &mut Vec<Diagnostic>) {
@@ -19,10 +20,12 @@ pub(super) fn analyze(resources: &[Resource], out: &mut Vec<Diagnostic>) {
         .collect();
     duplicate_rules(&rules, out);
     let subsets = SubsetIndex::new(&rules);
+    let delegates = Delegates::index(resources);
     let mut claimed: BTreeMap<(String, String), &Resource> = BTreeMap::new();
     for r in resources {
         if let Spec::VirtualService(vs) = &r.spec {
             missing_subsets(r, vs, &subsets, out);
+            missing_delegates(r, vs, &delegates, out);
             shadowed(r, vs, &mut claimed, out);
         }
     }
@@ -44,6 +47,30 @@ pub(super) fn analyze(resources: &[Resource], out: &mut Vec<Diagnostic>) {
                 )
                 .subject(r.title()),
             );
+        }
+    }
+}
+
+/// A rule delegating to a VirtualService that is not there (or has hosts) is
+/// dropped, as in Istio: its requests fall to the next rules.
+fn missing_delegates(
+    r: &Resource,
+    vs: &VirtualService,
+    delegates: &Delegates<'_>,
+    out: &mut Vec<Diagnostic>,
+) {
+    for (i, rule) in vs.http.iter().enumerate() {
+        let Some(d) = &rule.delegate else { continue };
+        if delegates.find(d, r.meta.namespace()).is_none() {
+            let ns = d.namespace.as_deref().unwrap_or(r.meta.namespace());
+            out.push(warn(
+                r,
+                format!("spec.http[{i}].delegate"),
+                format!(
+                    "delegate VirtualService {ns}/{} not found (a delegate has no hosts): this rule is skipped",
+                    d.name
+                ),
+            ));
         }
     }
 }

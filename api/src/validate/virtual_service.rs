@@ -34,10 +34,7 @@ const RETRY_ON_GRPC: [&str; 1] = ["unavailable"];
 pub(super) fn check(vs: &VirtualService, f: &mut Findings<'_>) {
     let bound_to_mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
     if vs.hosts.is_empty() {
-        f.error(
-            "spec.hosts",
-            "required: a VirtualService needs at least one host",
-        );
+        check_delegate(vs, f);
     }
     for (i, host) in vs.hosts.iter().enumerate() {
         let path = format!("spec.hosts[{i}]");
@@ -62,6 +59,36 @@ pub(super) fn check(vs: &VirtualService, f: &mut Findings<'_>) {
     }
     for (i, route) in vs.tls.iter().enumerate() {
         check_tls_route(route, &format!("spec.tls[{i}]"), f);
+    }
+}
+
+/// A VirtualService without hosts is a delegate: only http rules, bound to
+/// whatever its root is bound to, and one level of delegation.
+fn check_delegate(vs: &VirtualService, f: &mut Findings<'_>) {
+    let delegate = "a VirtualService without hosts is a delegate (routes of another VirtualService's `delegate` rule)";
+    if !vs.gateways.is_empty() {
+        f.error(
+            "spec.gateways",
+            format!("{delegate}: it takes its root's gateways and names none"),
+        );
+    }
+    if !vs.tcp.is_empty() || !vs.tls.is_empty() {
+        let field = if vs.tcp.is_empty() {
+            "spec.tls"
+        } else {
+            "spec.tcp"
+        };
+        f.error(field, format!("{delegate}: it has http rules only"));
+    }
+    for (i, route) in vs.http.iter().enumerate() {
+        if route.delegate.is_some() {
+            f.error(
+                &format!("spec.http[{i}].delegate"),
+                format!(
+                    "{delegate}: delegation is one level deep, a delegate cannot delegate again"
+                ),
+            );
+        }
     }
 }
 
@@ -107,12 +134,6 @@ fn check_http_route(r: &HttpRoute, path: &str, f: &mut Findings<'_>) {
             path,
             "route, redirect, directResponse and delegate are mutually exclusive: set only one",
         ),
-    }
-    if let Some(d) = &r.delegate {
-        f.warn(
-            &format!("{path}.delegate"),
-            format!("delegation (to {}) is not supported by sluice yet: matching requests get 503 naming the delegate", d.name),
-        );
     }
     if r.redirect.is_some() && r.rewrite.is_some() {
         f.error(

@@ -22,7 +22,6 @@ pub fn status(err: &ProxyError) -> StatusCode {
         | ProxyError::NoEndpoints(_)
         | ProxyError::NoHealthyEndpoints(_)
         | ProxyError::UnknownHost(_)
-        | ProxyError::Delegate(_)
         | ProxyError::Resolve { .. }
         | ProxyError::Connect { .. }
         | ProxyError::Overflow(_)
@@ -55,7 +54,6 @@ fn kind(err: &ProxyError) -> &'static str {
         ProxyError::NoEndpoints(_) => "no-endpoints",
         ProxyError::NoHealthyEndpoints(_) => "no-healthy-upstream",
         ProxyError::UnknownHost(_) => "unknown-host",
-        ProxyError::Delegate(_) => "delegate",
         ProxyError::Resolve { .. } => "dns",
         ProxyError::Connect { .. } => "connect",
         ProxyError::Upstream { .. } => "upstream",

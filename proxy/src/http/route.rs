@@ -100,7 +100,6 @@ pub fn route<'m>(model: &'m Model, req: &RequestInfo<'_>, dst: SocketAddr) -> Ro
             status: *status,
             body: body.clone(),
         },
-        HttpAction::Delegate(name) => Action::Fail(ProxyError::Delegate(name.clone())),
     };
     Routed {
         rule: Some(rule),

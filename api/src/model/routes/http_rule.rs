@@ -192,8 +192,6 @@ pub enum HttpAction {
         /// Body.
         body: String,
     },
-    /// Delegation, which sluice does not support yet; answered with 503 naming it.
-    Delegate(String),
 }
 
 /// A path or authority rewrite.
@@ -459,13 +457,6 @@ fn action(r: &HttpRoute, ns: &str, registry: &Registry) -> HttpAction {
             status: u16::try_from(dr.status).unwrap_or(500),
             body,
         };
-    }
-    if let Some(d) = &r.delegate {
-        return HttpAction::Delegate(format!(
-            "{}/{}",
-            d.namespace.as_deref().unwrap_or(ns),
-            d.name
-        ));
     }
     let weights = weights(&r.route, |d| d.weight);
     let targets = r
