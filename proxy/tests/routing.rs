@@ -656,3 +656,59 @@ spec:
         "the app saw the three forwarded requests"
     );
 }
+
+const DELEGATION: &str = r#"---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: catalog}
+spec:
+  hosts: [catalog]
+  http:
+  - match: [{uri: {prefix: /api}}]
+    delegate: {name: catalog-api, namespace: team}
+    headers: {response: {set: {x-routed-by: root}}}
+  - route: [{destination: {host: catalog, subset: version-v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: catalog-api, namespace: team}
+spec:
+  http:
+  - match: [{uri: {prefix: /api/v2}}]
+    route: [{destination: {host: catalog.default.svc.cluster.local, subset: version-v2}}]
+  - match: [{uri: {prefix: /web}}]
+    route: [{destination: {host: catalog.default.svc.cluster.local, subset: version-v2}}]
+  - route: [{destination: {host: catalog.default.svc.cluster.local, subset: version-v1}}]
+    headers: {response: {set: {x-routed-by: delegate}}}
+"#;
+
+#[tokio::test]
+async fn a_delegate_virtual_service_routes_inside_its_roots_match() {
+    let v1 = echo_app("127.0.0.1", "catalog", "v1").await;
+    let v2 = echo_app("127.0.0.2", "catalog", "v2").await;
+    let proxy = Proxy::start(model(&catalog(
+        v1.local_addr(),
+        v2.local_addr(),
+        DELEGATION,
+    )));
+    let addr = proxy.outbound(VIP).await;
+    // (path, app, x-routed-by)
+    let cases = [
+        ("/api/v2/items", "catalog-v2", Some("root")),
+        ("/api/v1/items", "catalog-v1", Some("delegate")),
+        // The delegate's /web rule lies outside the root's /api match: dropped.
+        ("/web", "catalog-v1", None),
+    ];
+    for (path, app, routed_by) in cases {
+        let reply = get(addr, "catalog", path, &[]).await;
+        assert_eq!(reply.app(), app, "{path}");
+        assert_eq!(
+            reply
+                .headers
+                .get("x-routed-by")
+                .map(|v| v.to_str().unwrap()),
+            routed_by,
+            "{path}"
+        );
+    }
+}
