@@ -12,6 +12,7 @@ pub mod routes;
 pub mod string_match;
 pub mod weighted;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -83,6 +84,14 @@ impl Model {
     /// Compiles validated resources for a workload. Resources must have passed
     /// [`crate::validate::validate`] without errors; compiling does not fail.
     pub fn compile(resources: &[Resource], workload: &Workload) -> Model {
+        // What `exportTo` hides from the workload's namespace is not there for it.
+        let hidden = |r: &Resource| !r.visible_from(&workload.namespace);
+        let visible: Cow<'_, [Resource]> = if resources.iter().any(hidden) {
+            Cow::Owned(resources.iter().filter(|r| !hidden(r)).cloned().collect())
+        } else {
+            Cow::Borrowed(resources)
+        };
+        let resources = &*visible;
         let mesh = resources.iter().find_map(|r| match &r.spec {
             Spec::MeshConfig(mc) => Some(mc),
             _ => None,

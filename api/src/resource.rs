@@ -104,6 +104,24 @@ pub struct Resource {
 }
 
 impl Resource {
+    /// True when a workload of `namespace` sees this resource, by its
+    /// `exportTo`: empty or `*` everywhere, `.` its own namespace, `~`
+    /// nowhere, else the namespaces named.
+    pub fn visible_from(&self, namespace: &str) -> bool {
+        let export_to = match &self.spec {
+            Spec::VirtualService(vs) => &vs.export_to,
+            Spec::DestinationRule(dr) => &dr.export_to,
+            Spec::ServiceEntry(se) => &se.export_to,
+            Spec::Gateway(_) | Spec::MeshConfig(_) => return true,
+        };
+        export_to.is_empty()
+            || export_to.iter().any(|to| match to.as_str() {
+                "*" => true,
+                "." => self.meta.namespace() == namespace,
+                other => other == namespace,
+            })
+    }
+
     /// `Kind namespace/name`, as the CLI prints it.
     pub fn title(&self) -> String {
         format!(

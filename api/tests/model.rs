@@ -198,3 +198,62 @@ spec:
     // The delegate's /web rule lies outside the root's /api: dropped.
     assert_eq!(routed("/web").1, 0, "not routed by the delegate");
 }
+
+#[test]
+fn export_to_hides_resources_from_other_namespaces() {
+    let hidden = r#"---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: private-db, namespace: team}
+spec:
+  hosts: [db.team.internal]
+  exportTo: ["."]
+  addresses: [10.96.9.9]
+  ports: [{number: 5432, name: tcp-pg}]
+  resolution: STATIC
+  endpoints: [{address: 10.44.9.9}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: shared-db, namespace: team}
+spec:
+  hosts: [shared.team.internal]
+  exportTo: [shop]
+  addresses: [10.96.9.10]
+  ports: [{number: 5432, name: tcp-pg}]
+  resolution: STATIC
+  endpoints: [{address: 10.44.9.10}]
+"#;
+    let yaml = MESH.replace(
+        "metadata: {name: catalog, namespace: shop}\nspec:\n  hosts: [catalog]\n  http:",
+        "metadata: {name: catalog, namespace: shop}\nspec:\n  hosts: [catalog]\n  exportTo: [\"~\"]\n  http:",
+    ) + hidden;
+    let mut set = load_str("mesh.yaml", &yaml);
+    validate::validate(&mut set);
+    assert!(!set.has_errors(), "{:?}", set.diagnostics);
+    let compile = |namespace: &str| {
+        let workload = Workload {
+            namespace: namespace.into(),
+            labels: Default::default(),
+        };
+        Model::compile(&set.resources, &workload)
+    };
+    let shop = compile("shop");
+    assert!(
+        shop.routes
+            .lookup("catalog.shop.svc.cluster.local")
+            .is_none(),
+        "exportTo ~: exported nowhere"
+    );
+    assert!(
+        shop.registry.by_host("db.team.internal").is_none(),
+        "`.`: team only"
+    );
+    assert!(
+        shop.registry.by_host("shared.team.internal").is_some(),
+        "named: shop"
+    );
+    let team = compile("team");
+    assert!(team.registry.by_host("db.team.internal").is_some());
+    assert!(team.registry.by_host("shared.team.internal").is_none());
+}
