@@ -24,7 +24,7 @@ use crate::resource::{Resource, Spec};
 pub use registry::{
     Endpoint, EndpointAddress, Protocol, Registry, Service, ServiceId, ServicePort, Subset,
 };
-pub use routes::{RouteTables, VirtualHost};
+pub use routes::{Delegates, RouteTables, VirtualHost};
 
 /// The workload a model is compiled for: rules with `sourceLabels` or
 /// `sourceNamespace` apply only when they select it.
@@ -84,6 +84,8 @@ impl Model {
     /// Compiles validated resources for a workload. Resources must have passed
     /// [`crate::validate::validate`] without errors; compiling does not fail.
     pub fn compile(resources: &[Resource], workload: &Workload) -> Model {
+        // A delegate's `exportTo` is about its root's namespace, not the workload's.
+        let delegates = Delegates::index(resources);
         // What `exportTo` hides from the workload's namespace is not there for it.
         let hidden = |r: &Resource| !r.visible_from(&workload.namespace);
         let visible: Cow<'_, [Resource]> = if resources.iter().any(hidden) {
@@ -97,7 +99,7 @@ impl Model {
             _ => None,
         });
         let registry = Registry::build(resources);
-        let routes = RouteTables::build(resources, &registry, workload);
+        let routes = RouteTables::build(resources, &delegates, &registry, workload);
         Model {
             mesh: MeshSettings::from_config(mesh),
             registry,

@@ -184,10 +184,15 @@ pub struct RouteTables {
 
 impl RouteTables {
     /// Compiles the VirtualServices that apply to sidecars (gateways empty or
-    /// `mesh`) for the workload; the first VirtualService for a host wins.
-    pub fn build(resources: &[Resource], registry: &Registry, workload: &Workload) -> RouteTables {
+    /// `mesh`) for the workload, their `delegate` rules from `delegates`; the
+    /// first VirtualService for a host wins.
+    pub fn build<'a>(
+        resources: &'a [Resource],
+        delegates: &Delegates<'a>,
+        registry: &Registry,
+        workload: &Workload,
+    ) -> RouteTables {
         let mut tables = RouteTables::default();
-        let delegates = Delegates::index(resources);
         for r in resources {
             let Spec::VirtualService(vs) = &r.spec else {
                 continue;
@@ -200,7 +205,7 @@ impl RouteTables {
                 vs,
                 format!("{ns}/{}", r.meta.name),
                 ns,
-                &delegates,
+                delegates,
                 registry,
                 workload,
             ));

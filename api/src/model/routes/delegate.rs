@@ -16,7 +16,7 @@ use crate::resource::{Resource, Spec};
 /// The VirtualServices rules may delegate to, by namespace and name.
 #[derive(Debug, Default)]
 pub struct Delegates<'a> {
-    by_name: HashMap<(&'a str, &'a str), &'a VirtualService>,
+    by_name: HashMap<(&'a str, &'a str), (&'a Resource, &'a VirtualService)>,
 }
 
 impl<'a> Delegates<'a> {
@@ -26,7 +26,7 @@ impl<'a> Delegates<'a> {
             .iter()
             .filter_map(|r| match &r.spec {
                 Spec::VirtualService(vs) if vs.hosts.is_empty() => {
-                    Some(((r.meta.namespace(), r.meta.name.as_str()), vs))
+                    Some(((r.meta.namespace(), r.meta.name.as_str()), (r, vs)))
                 }
                 _ => None,
             })
@@ -34,10 +34,12 @@ impl<'a> Delegates<'a> {
         Delegates { by_name }
     }
 
-    /// The delegate `d` names from a root in namespace `ns`, if it exists.
+    /// The delegate `d` names from a root in namespace `ns`, if it exists
+    /// and its `exportTo` lets the root's namespace see it (as in Istio).
     pub fn find(&self, d: &Delegate, ns: &str) -> Option<&'a VirtualService> {
-        let ns = d.namespace.as_deref().unwrap_or(ns);
-        self.by_name.get(&(ns, d.name.as_str())).copied()
+        let at = d.namespace.as_deref().unwrap_or(ns);
+        let (r, vs) = self.by_name.get(&(at, d.name.as_str()))?;
+        r.visible_from(ns).then_some(*vs)
     }
 
     /// The rules a root rule of namespace `ns` stands for, each with the
