@@ -36,6 +36,26 @@ pub struct Workload {
     pub labels: BTreeMap<String, String>,
 }
 
+impl Workload {
+    /// True when `r` applies to this workload: its `exportTo` reaches the
+    /// workload's namespace, and a DestinationRule with a `workloadSelector`
+    /// is in that namespace and selects the workload's labels.
+    pub fn sees(&self, r: &Resource) -> bool {
+        if !r.visible_from(&self.namespace) {
+            return false;
+        }
+        match &r.spec {
+            Spec::DestinationRule(dr) => dr.workload_selector.as_ref().is_none_or(|s| {
+                r.meta.namespace() == self.namespace
+                    && s.match_labels
+                        .iter()
+                        .all(|(k, v)| self.labels.get(k) == Some(v))
+            }),
+            _ => true,
+        }
+    }
+}
+
 /// Mesh-wide settings with defaults applied.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MeshSettings {
@@ -86,8 +106,7 @@ impl Model {
     pub fn compile(resources: &[Resource], workload: &Workload) -> Model {
         // A delegate's `exportTo` is about its root's namespace, not the workload's.
         let delegates = Delegates::index(resources);
-        // What `exportTo` hides from the workload's namespace is not there for it.
-        let hidden = |r: &Resource| !r.visible_from(&workload.namespace);
+        let hidden = |r: &Resource| !workload.sees(r);
         let visible: Cow<'_, [Resource]> = if resources.iter().any(hidden) {
             Cow::Owned(resources.iter().filter(|r| !hidden(r)).cloned().collect())
         } else {

@@ -260,3 +260,36 @@ spec:
     assert!(team.registry.by_host("db.team.internal").is_some());
     assert!(team.registry.by_host("shared.team.internal").is_none());
 }
+
+#[test]
+fn a_destination_rule_with_a_workload_selector_applies_only_to_the_workloads_it_selects() {
+    let yaml = MESH.to_string()
+        + r#"---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: catalog-for-frontend, namespace: shop}
+spec:
+  host: catalog
+  workloadSelector: {matchLabels: {app: frontend}}
+  subsets:
+  - {name: frontend-only, labels: {version: v2}}
+"#;
+    let mut set = load_str("mesh.yaml", &yaml);
+    validate::validate(&mut set);
+    assert!(!set.has_errors(), "{:?}", set.diagnostics);
+    let subset = |namespace: &str, app: &str| {
+        let workload = Workload {
+            namespace: namespace.into(),
+            labels: [("app".into(), app.into())].into(),
+        };
+        let m = Model::compile(&set.resources, &workload);
+        let id = m
+            .registry
+            .by_host("catalog.shop.svc.cluster.local")
+            .unwrap();
+        m.registry.get(id).subset("frontend-only").is_some()
+    };
+    assert!(subset("shop", "frontend"));
+    assert!(!subset("shop", "backend"), "labels not selected");
+    assert!(!subset("other", "frontend"), "another namespace");
+}

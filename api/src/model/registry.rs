@@ -168,7 +168,10 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Builds the registry from ServiceEntries, with subsets and policies from DestinationRules.
+    /// Builds the registry from ServiceEntries, with subsets and policies from
+    /// DestinationRules: for each host the first rule, one with a
+    /// `workloadSelector` (the caller keeps only those selecting the workload)
+    /// before one for all workloads, as in Istio.
     pub fn build(resources: &[Resource]) -> Registry {
         let mut reg = Registry::default();
         for r in resources {
@@ -178,13 +181,15 @@ impl Registry {
         }
         let mut exact: HashMap<String, (&Resource, &DestinationRule)> = HashMap::new();
         let mut wildcard: Vec<(String, &Resource, &DestinationRule)> = Vec::new();
-        for r in resources {
-            let Spec::DestinationRule(dr) = &r.spec else {
-                continue;
-            };
-            if dr.workload_selector.is_some() {
-                continue;
-            }
+        let mut rules: Vec<(&Resource, &DestinationRule)> = resources
+            .iter()
+            .filter_map(|r| match &r.spec {
+                Spec::DestinationRule(dr) => Some((r, dr)),
+                _ => None,
+            })
+            .collect();
+        rules.sort_by_key(|(_, dr)| dr.workload_selector.is_none());
+        for (r, dr) in rules {
             let host = fqdn(&dr.host, r.meta.namespace());
             if host.starts_with('*') {
                 wildcard.push((host, r, dr));
