@@ -155,11 +155,23 @@ fn env(config: &InjectConfig, settings: &ProxySettings) -> Vec<EnvVar> {
     if config.capture.mode == "tproxy" {
         env.push(value_env("SLUICE_MODE", "tproxy".into()));
     }
+    if let Some(threads) = concurrency(&settings.resources) {
+        env.push(value_env("SLUICE_CONCURRENCY", threads.to_string()));
+    }
     if !settings.app_probes.is_empty() {
         let probes = serde_json::to_string(settings.app_probes).unwrap_or_default();
         env.push(value_env("SLUICE_APP_PROBES", probes));
     }
     env
+}
+
+/// Worker threads for the proxy's CPU limit, sized as Istio sizes them: the
+/// limit in cores rounded up (1 gives the cheaper single-threaded runtime);
+/// none without a limit, leaving the proxy's default of 2.
+fn concurrency(resources: &ResourceRequirements) -> Option<u32> {
+    let cpu = resources.limits.as_ref()?.get("cpu")?;
+    let cores = resources::Quantity::parse(&cpu.0)?.value();
+    Some(cores.ceil().clamp(1.0, 64.0) as u32)
 }
 
 /// The proxy's projected volume: the pod's labels from the downward API (`labels`, one

@@ -58,6 +58,11 @@ impl Quantity {
         };
         Some(Quantity(value * scale))
     }
+
+    /// The value in base units (cores for CPU, bytes for memory).
+    pub fn value(self) -> f64 {
+        self.0
+    }
 }
 
 /// Checks a config block: quantities parse and no request exceeds its limit.

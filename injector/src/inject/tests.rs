@@ -338,6 +338,30 @@ fn proxy_annotations() {
 }
 
 #[test]
+fn the_proxys_worker_threads_follow_its_cpu_limit() {
+    // (cpu-limit annotation, SLUICE_CONCURRENCY)
+    let cases = [
+        (None, None),
+        (Some("500m"), Some("1")),
+        (Some("1"), Some("1")),
+        (Some("2500m"), Some("3")),
+    ];
+    for (limit, threads) in cases {
+        let annotations: Vec<(&str, &str)> = limit
+            .map(|l| (annotation::PROXY_CPU_LIMIT, l))
+            .into_iter()
+            .collect();
+        let p = with_annotations(pod(app()), &annotations);
+        let out = injected(&p, &InjectConfig::default());
+        assert_eq!(
+            env(&out, "SLUICE_CONCURRENCY"),
+            threads.map(|t| json!(t)).as_ref(),
+            "{limit:?}"
+        );
+    }
+}
+
+#[test]
 fn probes_on_captured_ports_go_through_the_proxy() {
     let spec = json!({ "containers": [{
         "name": "app",
