@@ -1,4 +1,4 @@
-//! Every configuration example of the seed articles (`shared/examples/seeds`)
+//! Every configuration example of the seed articles (`examples/seeds`)
 //! behaves as the folder's README says: valid ones load, invalid ones are
 //! rejected at the field the file names, fragments are errors (or skipped
 //! Kubernetes kinds), kinds sluice does not act on get a warning, and Istio's
@@ -9,16 +9,8 @@ use std::path::{Path, PathBuf};
 use sluice_api::{ConfigSet, Diagnostic, Severity, load_paths, validate};
 
 fn seeds_dir() -> PathBuf {
-    let dir = std::env::var_os("SLUICE_SEEDS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/examples/seeds")
-        });
-    assert!(
-        dir.is_dir(),
-        "seed examples not found at {} (set SLUICE_SEEDS)",
-        dir.display()
-    );
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seeds");
+    assert!(dir.is_dir(), "seed examples not found at {}", dir.display());
     dir
 }
 

@@ -1,6 +1,6 @@
 //! sluice-proxy routing end to end: a client pod captured by sluice-init, the
 //! proxy as uid 1337, catalog v1 and v2 in pods of their own behind a VIP,
-//! and the seed rules of `shared/examples/seeds` with a ServiceEntry and
+//! and the seed rules of `examples/seeds` with a ServiceEntry and
 //! DestinationRule around them. Real clients: curl and hyper.
 
 mod proxy_support;

@@ -14,7 +14,7 @@ fn sluice(args: &[&str]) -> (i32, String) {
 }
 
 fn seed(name: &str) -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/examples/seeds");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seeds");
     dir.join(name).display().to_string()
 }
 

@@ -20,10 +20,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(20);
 /// The catalog service's VIP.
 pub const CATALOG_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 
-/// Files under `shared/examples/seeds` beside the workspace.
+/// Files under the repository's `examples/seeds`.
 pub fn seed(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/examples/seeds")
+        .join("../examples/seeds")
         .join(name);
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading seed {}: {e}", path.display()))
