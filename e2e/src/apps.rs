@@ -1,11 +1,13 @@
 //! Test applications that stand in for a mesh's workloads: an HTTP/1.1 + h2c echo server, a gRPC
-//! echo server, a TCP echo server and a server-first banner service. Each runs in-process (the
-//! `serve_*` functions here) or as a process (`sluice-testapp`, on the module-level `serve` futures).
+//! echo server, a TCP echo server, a server-first banner service, and the capture tests' token
+//! client. Each runs in-process (the `serve_*` functions here) or as a process (`sluice-testapp`,
+//! on the module-level `serve` futures).
 
 pub mod banner;
 pub mod grpc;
 pub mod http;
 pub mod tcp_echo;
+pub mod token_client;
 
 use std::future::Future;
 use std::io;

@@ -12,24 +12,19 @@
 use std::fmt;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd as _, OwnedFd};
+use std::os::fd::AsRawFd as _;
 use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use nix::sys::socket::{
-    AddressFamily, Backlog, SockFlag, SockProtocol, SockType, SockaddrStorage, bind, connect,
-    listen, setsockopt, socket, sockopt,
-};
-use nix::sys::time::{TimeVal, TimeValLike as _};
+use nix::sys::socket::{Backlog, SockaddrStorage, bind, listen, setsockopt, sockopt};
+use sluice_e2e::apps::token_client::{TokenClient, tcp_socket};
 use sluice_e2e::{Node, Pod, binary, eventually};
 use tokio::io::AsyncBufReadExt as _;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 const PROXY_UID: u32 = 1337;
-/// The environment variable that turns [`client_helper`] into a client (see [`Client`]).
-const CLIENT_ENV: &str = "SLUICE_CAPTURE_TEST_CLIENT";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Family {
@@ -238,19 +233,6 @@ impl Arrivals {
     }
 }
 
-fn tcp_socket(family_of: SocketAddr) -> anyhow::Result<OwnedFd> {
-    let family = match family_of {
-        SocketAddr::V4(_) => AddressFamily::Inet,
-        SocketAddr::V6(_) => AddressFamily::Inet6,
-    };
-    Ok(socket(
-        family,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::Tcp,
-    )?)
-}
-
 /// A listener created inside `pod` (a socket stays in the namespace it was made in), with
 /// IP_TRANSPARENT if asked: what the proxy does in tproxy mode.
 fn listener(
@@ -333,23 +315,26 @@ const AS_PROXY: Client = Client {
 /// Connects from `pod` to `target` and sends `token`.
 fn connect_from(pod: &Pod, client: Client, target: SocketAddr, token: &str) -> anyhow::Result<()> {
     let token = token.to_owned();
-    let Some(uid) = client.uid else {
-        return pod.run(move || send(client.bind, client.mark, target, &token));
+    let sender = TokenClient {
+        bind: client.bind,
+        mark: client.mark,
     };
-    // Another uid needs another process: this test binary, running only `client_helper`.
-    let bind = client.bind.map_or("-".to_owned(), |b| b.to_string());
-    let output = pod
-        .command_as(uid, uid, std::env::current_exe()?)
-        .args([
-            "--exact",
-            "client_helper",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(CLIENT_ENV, format!("{target} {token} {bind}"))
-        .stdin(Stdio::null())
-        .output()?;
+    let Some(uid) = client.uid else {
+        return pod.run(move || sender.send(target, &token));
+    };
+    // Another uid needs another process.
+    let mut command = pod.command_as(uid, uid, binary("sluice-testapp"));
+    command.args([
+        "connect",
+        "--target",
+        &target.to_string(),
+        "--token",
+        &token,
+    ]);
+    if let Some(bind) = client.bind {
+        command.args(["--bind", &bind.to_string()]);
+    }
+    let output = command.stdin(Stdio::null()).output()?;
     ensure!(
         output.status.success(),
         "client as uid {uid} to {target} failed: {}{}",
@@ -357,45 +342,6 @@ fn connect_from(pod: &Pod, client: Client, target: SocketAddr, token: &str) -> a
         String::from_utf8_lossy(&output.stderr)
     );
     Ok(())
-}
-
-fn send(
-    bind_to: Option<SocketAddr>,
-    mark: Option<u32>,
-    target: SocketAddr,
-    token: &str,
-) -> anyhow::Result<()> {
-    let fd = tcp_socket(target)?;
-    if let Some(mark) = mark {
-        setsockopt(&fd, sockopt::Mark, &mark)?;
-        setsockopt(&fd, sockopt::IpTransparent, &true)?;
-    }
-    if let Some(source) = bind_to {
-        bind(fd.as_raw_fd(), &SockaddrStorage::from(source))
-            .with_context(|| format!("bind {source}"))?;
-    }
-    // connect() gives up after this instead of minutes of SYN retries.
-    setsockopt(&fd, sockopt::SendTimeout, &TimeVal::seconds(5))?;
-    connect(fd.as_raw_fd(), &SockaddrStorage::from(target))
-        .with_context(|| format!("connect to {target}"))?;
-    let mut stream = std::net::TcpStream::from(fd);
-    writeln!(stream, "{token}")?;
-    Ok(())
-}
-
-/// Not a test of its own: the client process of [`connect_from`] for another uid. Does nothing
-/// unless started with [`CLIENT_ENV`] = "TARGET TOKEN BIND|-".
-#[test]
-fn client_helper() {
-    let Ok(spec) = std::env::var(CLIENT_ENV) else {
-        return;
-    };
-    let words: Vec<&str> = spec.split_whitespace().collect();
-    let [target, token, bind_to] = words[..] else {
-        panic!("bad {CLIENT_ENV}: {spec}");
-    };
-    let bind_to = (bind_to != "-").then(|| bind_to.parse().expect("bind address"));
-    send(bind_to, None, target.parse().expect("target"), token).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use sluice_api::model::routes::SubsetRef;
 use sluice_proxy::cluster::{Cluster, Limit};
-use support::{Proxy, echo_app, get, h2, h2_get, model};
+use support::{Proxy, echo_app, get, h2, h2_get, model, until};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::Semaphore;
 
 const VIP: &str = "10.96.0.30:80";
 
@@ -85,23 +86,44 @@ async fn cookie_affinity_generates_the_cookie_then_sticks_to_one_endpoint() {
     }
 }
 
-/// What a [`counting_server`] has seen.
-#[derive(Debug, Default)]
+/// What a [`counting_server`] has seen, and the gate its answers wait at.
+#[derive(Debug)]
 struct Counts {
     requests: AtomicUsize,
     connections: AtomicUsize,
     closed: AtomicUsize,
+    gate: Semaphore,
 }
 
-/// A server on `ip` that answers every request with `status` after
-/// `delay_ms`, counting requests, connections and closed connections.
-async fn counting_server(ip: &str, status: u16, delay_ms: u64) -> (SocketAddr, Arc<Counts>) {
+impl Counts {
+    /// Lets `n` more held answers go.
+    fn release(&self, n: usize) {
+        self.gate.add_permits(n);
+    }
+}
+
+/// Whether a [`counting_server`] answers at once or holds each answer until the test
+/// [releases](Counts::release) it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answers {
+    AtOnce,
+    Held,
+}
+
+/// A server on `ip` that answers every request with `status` (at once, or when released),
+/// counting requests, connections and closed connections.
+async fn counting_server(ip: &str, status: u16, answers: Answers) -> (SocketAddr, Arc<Counts>) {
     use bytes::Bytes;
     use http_body_util::Full;
     use hyper_util::rt::TokioIo;
     let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let counts = Arc::new(Counts::default());
+    let counts = Arc::new(Counts {
+        requests: AtomicUsize::new(0),
+        connections: AtomicUsize::new(0),
+        closed: AtomicUsize::new(0),
+        gate: Semaphore::new(0),
+    });
     let c = counts.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
@@ -110,8 +132,11 @@ async fn counting_server(ip: &str, status: u16, delay_ms: u64) -> (SocketAddr, A
             let per_request = c.clone();
             let service = hyper::service::service_fn(move |_req| {
                 per_request.requests.fetch_add(1, Ordering::SeqCst);
+                let counts = per_request.clone();
                 async move {
-                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                    if answers == Answers::Held {
+                        counts.gate.acquire().await.unwrap().forget();
+                    }
                     let resp = hyper::Response::builder()
                         .status(status)
                         .header("x-app", format!("status-{status}"))
@@ -133,16 +158,7 @@ async fn counting_server(ip: &str, status: u16, delay_ms: u64) -> (SocketAddr, A
 
 /// A server on `ip` that answers every request with `status`.
 async fn status_server(ip: &str, status: u16) -> SocketAddr {
-    counting_server(ip, status, 0).await.0
-}
-
-/// Waits (bounded) until `ready` holds.
-async fn until(what: &str, ready: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ready() {
-        assert!(Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    counting_server(ip, status, Answers::AtOnce).await.0
 }
 
 /// The destination `shop`, all endpoints, port 80, of the config in force.
@@ -266,7 +282,7 @@ async fn all_ejected_is_no_healthy_upstream_unless_below_min_health() {
 
 #[tokio::test]
 async fn one_connection_one_waiting_request_and_the_next_overflows() {
-    let (app, counts) = counting_server("127.0.0.1", 200, 400).await;
+    let (app, counts) = counting_server("127.0.0.1", 200, Answers::Held).await;
     let policy =
         "connectionPool:\n  tcp: {maxConnections: 1}\n  http: {http1MaxPendingRequests: 1}\n";
     let proxy = Proxy::start(model(&shop(&[app], policy)));
@@ -292,6 +308,7 @@ async fn one_connection_one_waiting_request_and_the_next_overflows() {
         "{}",
         third.text()
     );
+    counts.release(2);
     assert_eq!(first.await.unwrap().status, 200);
     assert_eq!(
         second.await.unwrap().status,
@@ -304,7 +321,7 @@ async fn one_connection_one_waiting_request_and_the_next_overflows() {
 
 #[tokio::test]
 async fn requests_beyond_http2_max_requests_overflow() {
-    let (app, counts) = counting_server("127.0.0.1", 200, 400).await;
+    let (app, counts) = counting_server("127.0.0.1", 200, Answers::Held).await;
     let proxy = Proxy::start(model(&shop(
         &[app],
         "connectionPool:\n  http: {http2MaxRequests: 1}\n",
@@ -322,6 +339,7 @@ async fn requests_beyond_http2_max_requests_overflow() {
         "{}",
         second.text()
     );
+    counts.release(2);
     assert_eq!(first.await.unwrap().status, 200);
     assert_eq!(get(addr, "shop", "/", &[]).await.status, 200, "room again");
     assert_eq!(overflows(&proxy, "max_requests"), 1);
@@ -329,16 +347,29 @@ async fn requests_beyond_http2_max_requests_overflow() {
 
 #[tokio::test]
 async fn retries_beyond_max_retries_are_not_made() {
-    let (app, counts) = counting_server("127.0.0.1", 503, 300).await;
+    let (app, counts) = counting_server("127.0.0.1", 503, Answers::Held).await;
     let retries = "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: shop}\nspec:\n  hosts: [shop]\n  http:\n  - route: [{destination: {host: shop}}]\n    retries: {attempts: 2, retryOn: 5xx}\n";
     let yaml = shop(&[app], "connectionPool:\n  http: {maxRetries: 1}\n") + retries;
     let proxy = Proxy::start(model(&yaml));
     let addr = proxy.outbound(VIP).await;
     let a = tokio::spawn(async move { get(addr, "shop", "/", &[]).await });
     let b = tokio::spawn(async move { get(addr, "shop", "/", &[]).await });
+    until("both first tries reached the app", || {
+        counts.requests.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    counts.release(2);
+    // One request's retry goes out and is held at the app; the other's is refused while it is
+    // in flight, so that request is answered.
+    until("one retry held and the other request answered", || {
+        counts.requests.load(Ordering::SeqCst) == 3 && (a.is_finished() || b.is_finished())
+    })
+    .await;
+    counts.release(10);
     let (a, b) = (a.await.unwrap(), b.await.unwrap());
     assert_eq!((a.status, b.status), (503, 503));
     assert_eq!(a.text(), "from the app", "the app's answer stands");
+    assert_eq!(b.text(), "from the app", "the app's answer stands");
     assert_eq!(overflows(&proxy, "max_retries"), 1);
     assert_eq!(
         counts.requests.load(Ordering::SeqCst),
@@ -349,37 +380,44 @@ async fn retries_beyond_max_retries_are_not_made() {
 
 #[tokio::test]
 async fn connections_close_after_max_requests_idle_timeout_and_max_duration() {
-    // (policy, pause before each request after the first in ms, connections the app sees)
-    let cases: [(&str, &[u64], usize); 5] = [
-        ("", &[0, 0], 1),
+    // (policy, before each request after the first: wait for the proxy to close the
+    // connection?, connections the app sees)
+    let cases: [(&str, &[bool], usize); 5] = [
+        ("", &[false, false], 1),
         (
             "connectionPool:\n  http: {maxRequestsPerConnection: 1}\n",
-            &[0, 0],
+            &[false, false],
             3,
         ),
         (
             "connectionPool:\n  http: {maxRequestsPerConnection: 2}\n",
-            &[0, 0, 0],
+            &[false, false, false],
             2,
         ),
         (
             "connectionPool:\n  http: {idleTimeout: 50ms}\n",
-            &[200, 200],
+            &[true, true],
             3,
         ),
         (
-            "connectionPool:\n  tcp: {maxConnectionDuration: 150ms}\n",
-            &[0, 300, 0],
+            "connectionPool:\n  tcp: {maxConnectionDuration: 2s}\n",
+            &[false, true, false],
             2,
         ),
     ];
-    for (policy, pauses, connections) in cases {
-        let (app, counts) = counting_server("127.0.0.1", 200, 0).await;
+    for (policy, wait_for_close, connections) in cases {
+        let (app, counts) = counting_server("127.0.0.1", 200, Answers::AtOnce).await;
         let proxy = Proxy::start(model(&shop(&[app], policy)));
         let addr = proxy.outbound(VIP).await;
         assert_eq!(get(addr, "shop", "/", &[]).await.status, 200);
-        for pause in pauses {
-            tokio::time::sleep(Duration::from_millis(*pause)).await;
+        for wait in wait_for_close {
+            if *wait {
+                let open = counts.connections.load(Ordering::SeqCst);
+                until("the proxy closed the connection", || {
+                    counts.closed.load(Ordering::SeqCst) == open
+                })
+                .await;
+            }
             assert_eq!(get(addr, "shop", "/", &[]).await.status, 200);
         }
         assert_eq!(
@@ -387,12 +425,6 @@ async fn connections_close_after_max_requests_idle_timeout_and_max_duration() {
             connections,
             "{policy:?}"
         );
-        if policy.contains("idleTimeout") {
-            until("the idle connection closed", || {
-                counts.closed.load(Ordering::SeqCst) == connections
-            })
-            .await;
-        }
     }
 }
 
@@ -486,7 +518,8 @@ async fn h2_upgrade_policy_and_use_client_protocol() {
 
 #[tokio::test]
 async fn a_request_that_gives_up_waiting_leaves_no_count_behind() {
-    let (app, counts) = counting_server("127.0.0.1", 200, 400).await;
+    // Answers held for good: both requests outlast the route's 100 ms timeout.
+    let (app, counts) = counting_server("127.0.0.1", 200, Answers::Held).await;
     let timeout = "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: shop}\nspec:\n  hosts: [shop]\n  http:\n  - route: [{destination: {host: shop}}]\n    timeout: 100ms\n    retries: {attempts: 0}\n";
     let policy =
         "connectionPool:\n  tcp: {maxConnections: 1}\n  http: {http1MaxPendingRequests: 5}\n";

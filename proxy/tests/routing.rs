@@ -6,7 +6,10 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use support::{Proxy, echo_app, get, h2, h2_get, model, request};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use support::{Proxy, echo_app, get, h2, h2_get, model, request, until};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -238,10 +241,7 @@ spec:
         let reply = get(addr, "catalog:80", &format!("/m{i}"), &[]).await;
         assert_eq!(reply.app(), "catalog-v1");
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while v2.log().seen().len() < 5 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until("v2 saw 5 shadow copies", || v2.log().seen().len() >= 5).await;
     let shadows = v2.log().seen();
     assert_eq!(shadows.len(), 5, "{shadows:?}");
     assert!(
@@ -251,13 +251,28 @@ spec:
         "{shadows:?}"
     );
 
-    // A mirror that accepts and never answers.
+    // A mirror that reads each copy's request head and never answers.
     let hole = TcpListener::bind("127.0.0.2:0").await.unwrap();
     let hole_addr = hole.local_addr().unwrap();
+    let copies = Arc::new(AtomicUsize::new(0));
+    let counted = copies.clone();
     let _keep = tokio::spawn(async move {
         let mut held = Vec::new();
-        while let Ok((s, _)) = hole.accept().await {
-            held.push(s);
+        while let Ok((mut s, _)) = hole.accept().await {
+            let counted = counted.clone();
+            held.push(tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0; 1024];
+                while let Ok(n @ 1..) = s.read(&mut buf).await {
+                    head.extend_from_slice(&buf[..n]);
+                    if head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        head.clear();
+                    }
+                }
+                std::future::pending::<()>().await;
+                drop(s);
+            }));
         }
     });
     let proxy = Proxy::start(model(&catalog(v1.local_addr(), hole_addr, mirror)));
@@ -271,6 +286,10 @@ spec:
         "{:?}",
         started.elapsed()
     );
+    until("the hanging mirror received all 5 copies", || {
+        copies.load(Ordering::SeqCst) == 5
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -317,9 +336,10 @@ async fn draining_finishes_in_flight_requests() {
     let addr = proxy.outbound(VIP).await;
     let slow =
         tokio::spawn(async move { get(addr, "catalog", "/", &[("x-echo-delay-ms", "300")]).await });
-    while v1.log().seen().is_empty() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until("the slow request reached the app", || {
+        !v1.log().seen().is_empty()
+    })
+    .await;
     assert!(proxy.drain(Duration::from_secs(5)).await, "drained in time");
     assert_eq!(slow.await.unwrap().status, 200);
     assert!(

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use sluice_e2e::apps::token_client::TokenClient;
 use sluice_e2e::apps::{AppId, Seen, banner, http, tcp_echo};
 use tokio::net::TcpListener;
 
@@ -18,6 +19,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum App {
+    #[command(flatten)]
+    Server(Server),
+    /// Client: connects to a target, sends a token line and exits (0 once sent).
+    Connect {
+        /// Where to connect, e.g. 10.0.0.2:80 (an IPv6 address goes in brackets)
+        #[arg(long)]
+        target: SocketAddr,
+        /// The line to send.
+        #[arg(long)]
+        token: String,
+        /// Source address to bind first.
+        #[arg(long)]
+        bind: Option<SocketAddr>,
+    },
+}
+
+#[derive(Subcommand)]
+enum Server {
     /// HTTP/1.1 + h2c echo server; prints one JSON line per request on stdout.
     Http {
         /// Address to listen on, e.g. 0.0.0.0:8080 (an IPv6 address goes in brackets)
@@ -47,20 +66,33 @@ enum App {
     },
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    let app = Cli::parse().app;
-    let (App::Http { listen, .. } | App::TcpEcho { listen } | App::Banner { listen, .. }) = app;
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().app {
+        App::Connect {
+            target,
+            token,
+            bind,
+        } => TokenClient { bind, mark: None }.send(target, &token),
+        App::Server(server) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(serve(server)),
+    }
+}
+
+async fn serve(server: Server) -> anyhow::Result<()> {
+    let (Server::Http { listen, .. } | Server::TcpEcho { listen } | Server::Banner { listen, .. }) =
+        server;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     eprintln!("sluice-testapp: listening on {}", listener.local_addr()?);
-    match app {
-        App::Http { name, version, .. } => {
+    match server {
+        Server::Http { name, version, .. } => {
             http::serve(listener, AppId::new(name, version), print_line)?.await
         }
-        App::TcpEcho { .. } => tcp_echo::serve(listener).await,
-        App::Banner { name, .. } => banner::serve(listener, name).await,
+        Server::TcpEcho { .. } => tcp_echo::serve(listener).await,
+        Server::Banner { name, .. } => banner::serve(listener, name).await,
     }
     .context("serving")
 }

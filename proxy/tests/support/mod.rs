@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
@@ -227,4 +227,13 @@ pub async fn h2_get(
 pub async fn echo_app(ip: &str, name: &str, version: &str) -> sluice_e2e::apps::HttpServer {
     let l = TcpListener::bind((ip, 0)).await.unwrap();
     sluice_e2e::apps::serve_http(l, sluice_e2e::apps::AppId::new(name, version)).unwrap()
+}
+
+/// Waits until `ready` holds; fails the test naming `what` after 10 seconds.
+pub async fn until(what: &str, ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
