@@ -1,5 +1,6 @@
-//! End-to-end harness: pod-like network namespaces on one machine, test applications, and helpers
-//! to wait for events and to find the workspace's binaries. Needs root (it creates namespaces).
+//! End-to-end harness: test applications, helpers to wait for events and to find the workspace's
+//! binaries, and (from `sluice-netns`) pod-like network namespaces on one machine. Needs root (it
+//! creates namespaces).
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
@@ -35,9 +36,8 @@
 
 pub mod apps;
 pub mod bin;
-pub mod netns;
 pub mod wait;
 
 pub use bin::binary;
-pub use netns::{Node, Pod, Process};
+pub use sluice_netns::{Node, Pod, Process};
 pub use wait::{eventually, eventually_async};

@@ -4,6 +4,7 @@
 //! the injector writes into the pod spec); each step applies a live config
 //! change and sends real requests, and checks them against what the rule promises.
 
+mod app;
 mod mesh;
 mod report;
 mod steps;

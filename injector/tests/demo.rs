@@ -1,15 +1,42 @@
 //! `sluice demo` in its non-interactive form: every step's promise holds, and
 //! nothing is left behind (namespaces, config folders, processes).
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The folder with sluice-proxy and sluice-init: `$SLUICE_BIN_DIR` when set, else that of this
+/// package's `sluice`, after building both there with the same profile (so `cargo test` alone works).
+fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SLUICE_BIN_DIR") {
+        return dir.into();
+    }
+    let dir = Path::new(env!("CARGO_BIN_EXE_sluice")).parent().unwrap();
+    let profile = match dir.file_name().and_then(|name| name.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let output = Command::new(cargo)
+        .args(["build", "-p", "sluice-proxy", "-p", "sluice-init", "--bins"])
+        .args(["--profile", profile, "--manifest-path"])
+        .arg(manifest)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "building sluice-proxy and sluice-init:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    dir.to_path_buf()
+}
 
 #[test]
 fn the_demo_passes_every_step_and_cleans_up() {
-    let proxy = sluice_e2e::binary("sluice-proxy");
-    let bin_dir = proxy.parent().unwrap();
+    let bin_dir = bin_dir();
     let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("demo")
-        .env("SLUICE_BIN_DIR", bin_dir)
+        .env("SLUICE_BIN_DIR", &bin_dir)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

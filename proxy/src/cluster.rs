@@ -18,7 +18,6 @@ use sluice_api::model::{Model, Service, ServiceId};
 
 pub use limits::{Breaker, Limit, Limits, Permit};
 
-use crate::tcp::Keepalive;
 use crate::tls::Tls;
 
 /// Idle upstream HTTP connections are closed after this long, unless
@@ -114,6 +113,19 @@ impl ConnectionPolicy {
                 }),
         }
     }
+}
+
+/// TCP keepalive probes on the connections to a destination's endpoints
+/// (DestinationRule `connectionPool.tcp.tcpKeepalive`); a field left out keeps
+/// the kernel's default (`net.ipv4.tcp_keepalive_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before the first probe.
+    pub time: Option<Duration>,
+    /// Time between probes.
+    pub interval: Option<Duration>,
+    /// Unanswered probes before the connection is dropped.
+    pub probes: Option<u32>,
 }
 
 /// One destination's upstream settings and counters.

@@ -23,6 +23,7 @@ pub mod orig_dst;
 pub mod podinfo;
 pub mod probe;
 pub mod protocol;
+pub mod route;
 pub mod tcp;
 pub mod tls;
 

@@ -15,6 +15,7 @@ use tokio::net::{TcpSocket, TcpStream};
 pub use route::route;
 pub use splice::relay;
 
+use crate::cluster::Keepalive;
 use crate::error::ProxyError;
 
 /// Source address for connections to the app on the pod's own IP: sluice-init
@@ -37,35 +38,6 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, P
     Ok(stream)
 }
 
-/// TCP keepalive probes on the connections to a destination's endpoints
-/// (DestinationRule `connectionPool.tcp.tcpKeepalive`); a field left out keeps
-/// the kernel's default (`net.ipv4.tcp_keepalive_*`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Keepalive {
-    /// Idle time before the first probe.
-    pub time: Option<Duration>,
-    /// Time between probes.
-    pub interval: Option<Duration>,
-    /// Unanswered probes before the connection is dropped.
-    pub probes: Option<u32>,
-}
-
-impl Keepalive {
-    fn apply(&self, stream: &TcpStream) -> io::Result<()> {
-        let mut keepalive = socket2::TcpKeepalive::new();
-        if let Some(time) = self.time {
-            keepalive = keepalive.with_time(time);
-        }
-        if let Some(interval) = self.interval {
-            keepalive = keepalive.with_interval(interval);
-        }
-        if let Some(probes) = self.probes {
-            keepalive = keepalive.with_retries(probes);
-        }
-        socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive)
-    }
-}
-
 /// Connects to an endpoint of a destination: [`connect`], then the
 /// destination's keepalive, if it sets one.
 pub async fn connect_upstream(
@@ -75,11 +47,26 @@ pub async fn connect_upstream(
 ) -> Result<TcpStream, ProxyError> {
     let stream = connect(addr, timeout).await?;
     if let Some(keepalive) = keepalive
-        && let Err(e) = keepalive.apply(&stream)
+        && let Err(e) = set_keepalive(&stream, &keepalive)
     {
         tracing::warn!(%addr, "cannot set TCP keepalive: {e}");
     }
     Ok(stream)
+}
+
+/// Turns on the keepalive probes of `stream`.
+fn set_keepalive(stream: &TcpStream, keepalive: &Keepalive) -> io::Result<()> {
+    let mut probes = socket2::TcpKeepalive::new();
+    if let Some(time) = keepalive.time {
+        probes = probes.with_time(time);
+    }
+    if let Some(interval) = keepalive.interval {
+        probes = probes.with_interval(interval);
+    }
+    if let Some(count) = keepalive.probes {
+        probes = probes.with_retries(count);
+    }
+    socket2::SockRef::from(stream).set_tcp_keepalive(&probes)
 }
 
 /// The client a connection to the app is made for in tproxy mode: the connection leaves from

@@ -12,10 +12,10 @@ use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use sluice_e2e::apps::{self, AppId, HttpServer};
-use sluice_e2e::{Node, Pod, Process};
+use sluice_netns::{Node, Pod, Process};
 use tokio::runtime::Runtime;
 
+use super::app::App;
 use super::report;
 use super::steps::{BASE, Dest, Expect, Step, Traffic};
 use crate::config::InjectConfig;
@@ -67,17 +67,18 @@ fn which(tool: &str) -> Option<PathBuf> {
 pub struct Mesh {
     frontend: Pod,
     frontend_rt: Runtime,
-    catalog: [App; 2],
-    external: App,
+    catalog: [Workload; 2],
+    external: Workload,
     config_dir: PathBuf,
     _proxy: Process,
     // Last: the node goes after everything that lives in it.
     node: Node,
 }
 
-struct App {
+/// An app in its own pod, on the pod's runtime.
+struct Workload {
     version: String,
-    server: HttpServer,
+    app: App,
     pod: Pod,
     _runtime: Runtime,
 }
@@ -90,10 +91,10 @@ impl Mesh {
         let node = Node::new("sluice-demo").context("creating the demo's network")?;
         let frontend = node.pod("frontend")?;
         let catalog = [
-            app(&node, "catalog-v1", "catalog", "v1")?,
-            app(&node, "catalog-v2", "catalog", "v2")?,
+            workload(&node, "catalog-v1", "catalog", "v1")?,
+            workload(&node, "catalog-v2", "catalog", "v2")?,
         ];
-        let external = app(&node, "external", EXTERNAL_HOST, "external")?;
+        let external = workload(&node, "external", EXTERNAL_HOST, "external")?;
         frontend.set_hosts(&[
             (IpAddr::V4(CATALOG_VIP), "catalog"),
             (IpAddr::V4(external.pod.ipv4), EXTERNAL_HOST),
@@ -283,11 +284,11 @@ impl Mesh {
         self.catalog
             .iter()
             .filter(|a| a.version == version)
-            .flat_map(|a| a.server.log().seen())
-            .filter(|s| {
-                s.authority
-                    .as_deref()
-                    .and_then(|a| a.split(':').next())
+            .flat_map(|a| a.app.authorities())
+            .filter(|authority| {
+                authority
+                    .split(':')
+                    .next()
                     .is_some_and(|h| h.ends_with(suffix))
             })
             .count()
@@ -352,17 +353,19 @@ impl Tally {
     }
 }
 
-fn app(node: &Node, pod: &str, name: &str, version: &str) -> anyhow::Result<App> {
+fn workload(node: &Node, pod: &str, name: &str, version: &str) -> anyhow::Result<Workload> {
     let pod = node.pod(pod)?;
     let runtime = pod.runtime()?;
-    let id = AppId::new(name, version);
-    let server = runtime.block_on(runtime.spawn(async move {
-        let listener = tokio::net::TcpListener::bind(("0.0.0.0", 80)).await?;
-        apps::serve_http(listener, id)
-    }))??;
-    Ok(App {
+    let (app_name, app_version) = (name.to_owned(), version.to_owned());
+    let app = runtime
+        .block_on(runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::bind(("0.0.0.0", 80)).await?;
+            anyhow::Ok(App::serve(listener, &app_name, &app_version))
+        }))?
+        .with_context(|| format!("starting {name} {version} on port 80 of pod {}", pod.name))?;
+    Ok(Workload {
         version: version.to_string(),
-        server,
+        app,
         pod,
         _runtime: runtime,
     })

@@ -1,7 +1,7 @@
 //! What the demo prints: headings, the config applied, counts as bar charts,
 //! and PASS or FAIL against each promise.
 
-use sluice_e2e::Pod;
+use sluice_netns::Pod;
 
 use super::mesh::{Mesh, Tally};
 use super::steps::{Expect, Step, Traffic};

@@ -1,31 +1,33 @@
-//! Outbound requests: route by the VirtualService, then forward to an
-//! endpoint of the chosen destination, with faults, mirrors, retries and the
-//! route's timeout; every request is recorded once.
+//! Outbound requests: route by the VirtualService, then forward to an endpoint of the chosen
+//! destination, with faults, mirrors, retries and the route's timeout; every request is recorded
+//! once. Forwarding's steps have modules of their own: [`head`] shaping, the [`body`] policy
+//! (replay, mirrors) and the [`attempts`] on endpoints.
+
+mod attempts;
+mod body;
+mod head;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{HOST, SET_COOKIE};
+use http::header::SET_COOKIE;
 use http::request::Parts;
-use http::uri::PathAndQuery;
 use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response};
 use sluice_api::mesh_config::OutboundMode;
-use sluice_api::model::routes::{HeaderOps, HttpRule, RequestInfo, RetryPolicy, Target};
+use sluice_api::model::routes::{HeaderOps, HttpRule, RequestInfo, Target};
 
 use super::record::{Recorded, Recorder};
-use super::retry::{self, RequestBody};
 use super::route::{self, Action};
-use super::{Body, Upstream, cors, forward, headers, mirror, respond};
+use super::{Body, cors, forward, headers, respond};
 use crate::Sidecar;
 use crate::balance::{HashInput, SessionCookie};
-use crate::cluster::{Limit, Permit};
 use crate::config::Snapshot;
-use crate::destination::{self, Destination, Endpoint};
+use crate::destination;
 use crate::error::ProxyError;
 use crate::metrics::{AccessDetails, Direction, RequestLabels, RequestRecord};
+use head::{Head, Outgoing};
 
 /// The outbound side of one client connection: where it was going.
 #[derive(Clone, Debug)]
@@ -41,6 +43,14 @@ struct Route<'s> {
     matched_prefix: Option<&'s str>,
     target: &'s Target,
     target_headers: Option<&'s HeaderOps>,
+}
+
+/// A client's request on its way upstream: its head, its body, and the authority it was
+/// routed by.
+struct ClientRequest {
+    parts: Parts,
+    body: Incoming,
+    authority: String,
 }
 
 impl Outbound {
@@ -107,8 +117,12 @@ impl Outbound {
                     target: &target,
                     target_headers: headers,
                 };
-                self.forward(snap, route, authority, parts, body, record, grpc)
-                    .await
+                let req = ClientRequest {
+                    parts,
+                    body,
+                    authority,
+                };
+                self.forward(snap, route, req, record, grpc).await
             }
         };
         if let Some(rule) = routed.rule {
@@ -137,17 +151,21 @@ impl Outbound {
         respond::error(&err, grpc)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Forwards a request along its route: resolve the destination, apply the rule's fault,
+    /// shape the head, settle the body, try endpoints, answer. Each step may answer instead.
     async fn forward(
         &self,
         snap: &Arc<Snapshot>,
         route: Route<'_>,
-        authority: String,
-        mut parts: Parts,
-        body: Incoming,
+        req: ClientRequest,
         record: &mut RequestRecord,
         grpc: bool,
     ) -> Response<Body> {
+        let ClientRequest {
+            mut parts,
+            body,
+            authority,
+        } = req;
         record.labels.destination_service = route.target.host.clone();
         record.labels.destination_subset = route.target.subset_name.clone().unwrap_or_default();
         let dest = match destination::resolve(snap, route.target, self.dst) {
@@ -157,55 +175,13 @@ impl Outbound {
         if let Some(resp) = fault(route.rule).await {
             return resp;
         }
-        let client_upgrade = parts.extensions.remove::<OnUpgrade>();
-        let upgrade = headers::is_upgrade(&parts.headers);
-        headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-        if let Some(rule) = route.rule {
-            headers::apply(&rule.request_headers, &mut parts.headers);
-        }
-        if let Some(ops) = route.target_headers {
-            headers::apply(ops, &mut parts.headers);
-        }
-        let rewrite = route.rule.and_then(|r| r.rewrite.as_ref());
-        let authority = rewrite
-            .and_then(route::rewrite_authority)
-            .map_or(authority, str::to_string);
-        // The client's own Host header serves as it is when the authority stays.
-        let host = match parts.headers.get(HOST) {
-            Some(h) if h.as_bytes() == authority.as_bytes() => Some(h.clone()),
-            _ => forward::host(&authority),
+        let head = Head::shape(&route, authority, &mut parts);
+        let body = match self.body(snap, route.rule, &parts, &head, body).await {
+            Ok(body) => body,
+            Err(resp) => return resp,
         };
-        let path = match rewrite {
-            Some(rw) => PathAndQuery::try_from(route::rewrite_path(
-                rw,
-                route.matched_prefix,
-                parts.uri.path(),
-                parts.uri.query(),
-            ))
-            .unwrap_or_else(|_| PathAndQuery::from_static("/")),
-            None => forward::path(&parts.uri),
-        };
-        let mut body = match RequestBody::prepare(body).await {
-            Ok(b) => b,
-            Err(e) => {
-                return respond::text(400, format!("sluice: reading the request body: {e}\n"));
-            }
-        };
-        if let Some(rule) = route.rule {
-            self.mirror(snap, rule, &parts, &authority, &path, &mut body);
-        }
-        let version = forward::version(dest.protocol, parts.version, upgrade, dest.settings);
-        let request = Outgoing {
-            head: forward::head(
-                parts.method.clone(),
-                host,
-                path,
-                parts.headers.clone(),
-                version,
-            ),
-            version,
-        };
-        let retries = route.rule.map_or(&*MESH_DEFAULT_RETRIES, |r| &r.retries);
+        let version = forward::version(dest.protocol, parts.version, head.upgrade, dest.settings);
+        let request = Outgoing::new(&parts, head.host, head.path, version);
         let session = SessionCookie::generate(
             &dest.settings.load_balancer,
             &parts.headers,
@@ -218,166 +194,20 @@ impl Outbound {
             source: Some(self.peer.ip()),
             generated_cookie: session.as_ref().map(|s| s.value.as_str()),
         };
-        let attempts = self.attempts(snap, &dest, &request, &hash, body, retries);
-        let outcome = match route.rule.and_then(|r| r.timeout) {
-            Some(t) => tokio::time::timeout(t, attempts)
-                .await
-                .unwrap_or(Err(ProxyError::Timeout(t))),
-            None => attempts.await,
-        };
-        match outcome {
+        match self
+            .send(snap, &dest, route.rule, &request, &hash, body)
+            .await
+        {
             Ok((resp, endpoint)) => {
                 record.set_upstream(endpoint.addr);
                 record.labels.destination_version = endpoint.version.unwrap_or_default();
-                let mut resp = forward::response(resp, parts.version, client_upgrade);
+                let mut resp = forward::response(resp, parts.version, head.client_upgrade);
                 if let Some(cookie) = session {
                     resp.headers_mut().append(SET_COOKIE, cookie.set_cookie);
                 }
                 resp
             }
             Err(e) => self.fail(snap, e, record, grpc),
-        }
-    }
-
-    /// Tries, and retries as the policy and the destination's retry budget
-    /// (`maxRetries`) allow, on freshly chosen endpoints.
-    async fn attempts(
-        &self,
-        snap: &Snapshot,
-        dest: &Destination<'_>,
-        request: &Outgoing,
-        hash: &HashInput<'_>,
-        mut body: RequestBody,
-        retries: &RetryPolicy,
-    ) -> Result<(Response<Body>, Endpoint), ProxyError> {
-        let connect_timeout = dest.connect_timeout(snap);
-        let mut unsent = body.take();
-        let mut n = 1;
-        let mut retrying: Option<Permit> = None;
-        loop {
-            let endpoint = dest.pick(&self.sidecar, self.dst, hash).await?;
-            let try_body = unsent
-                .take()
-                .or_else(|| body.take())
-                .unwrap_or_else(super::empty);
-            let to = Upstream {
-                addr: endpoint.addr,
-                version: request.version,
-                connect_timeout,
-                cluster: dest.cluster,
-            };
-            let sent = self
-                .sidecar
-                .outbound_pool
-                .send(&to, request.build(try_body));
-            let result = match retries.per_try_timeout {
-                Some(t) => tokio::time::timeout(t, sent).await.unwrap_or_else(|_| {
-                    Err(Box::new(super::pool::Failed {
-                        error: ProxyError::Timeout(t),
-                        request: None,
-                    }))
-                }),
-                None => sent.await,
-            };
-            // A retry counts against the budget until its answer is in.
-            drop(retrying.take());
-            let more = n <= retries.attempts;
-            let status = result.as_ref().ok().map(|r| r.status().as_u16());
-            if status.is_some() || matches!(&result, Err(f) if retry::is_endpoint_failure(&f.error))
-            {
-                dest.record(&self.sidecar, endpoint.addr, status);
-            }
-            match result {
-                Ok(resp)
-                    if more && body.replayable() && retry::retry_response(&retries.on, &resp) =>
-                {
-                    retrying = Some(match self.retry_budget(dest) {
-                        Some(p) => p,
-                        None => return Ok((resp, endpoint)),
-                    });
-                    tracing::debug!(upstream = %endpoint.addr, status = %resp.status(), "retrying");
-                }
-                Ok(resp) => return Ok((resp, endpoint)),
-                Err(failed) => {
-                    let again = failed.request.map(|r| r.into_body());
-                    let can_resend = body.replayable() || again.is_some();
-                    if !(more && can_resend && retry::retry_error(&retries.on, &failed.error)) {
-                        return Err(failed.error);
-                    }
-                    retrying = Some(match self.retry_budget(dest) {
-                        Some(p) => p,
-                        None => return Err(failed.error),
-                    });
-                    tracing::debug!("retrying after: {}", failed.error);
-                    unsent = again.filter(|_| !body.replayable());
-                }
-            }
-            n += 1;
-            tokio::time::sleep(retry::backoff(retries.backoff, n)).await;
-        }
-    }
-
-    /// A place among the destination's retries in flight; `None` (counted)
-    /// when `maxRetries` are in flight: then the last answer stands, as in Envoy.
-    fn retry_budget(&self, dest: &Destination<'_>) -> Option<Permit> {
-        dest.cluster
-            .admit(Limit::Retries)
-            .inspect_err(|o| {
-                tracing::debug!("not retried: {o}");
-                self.sidecar.metrics.overflow(&o.cluster, o.limit);
-            })
-            .ok()
-    }
-
-    /// Sends copies to the rule's mirrors that this request is sampled for.
-    fn mirror(
-        &self,
-        snap: &Arc<Snapshot>,
-        rule: &HttpRule,
-        parts: &Parts,
-        authority: &str,
-        path: &PathAndQuery,
-        body: &mut RequestBody,
-    ) {
-        let chosen: Vec<&Target> = rule
-            .mirrors
-            .iter()
-            .filter(|m| sampled(m.percent))
-            .map(|m| &m.target)
-            .collect();
-        if chosen.is_empty() {
-            return;
-        }
-        let copies: Vec<Body> = match body {
-            RequestBody::Replayable(bytes) => {
-                chosen.iter().map(|_| super::full(bytes.clone())).collect()
-            }
-            RequestBody::Streaming(_) => {
-                let Some(main) = body.take() else { return };
-                let (main, copies) = mirror::tee(main, chosen.len());
-                *body = RequestBody::Streaming(main);
-                copies
-            }
-            RequestBody::Sent => return,
-        };
-        let shadow = shadow_authority(authority, &snap.model.mesh.mirror_authority_suffix);
-        for (target, copy) in chosen.into_iter().zip(copies) {
-            let head = forward::head(
-                parts.method.clone(),
-                forward::host(&shadow),
-                path.clone(),
-                parts.headers.clone(),
-                super::Version::Http1,
-            );
-            let req = Request::from_parts(head, copy);
-            self.sidecar.mirrors.dispatch(
-                &self.sidecar,
-                snap.clone(),
-                target.clone(),
-                self.dst,
-                parts.version,
-                req,
-            );
         }
     }
 
@@ -401,21 +231,6 @@ impl Outbound {
     }
 }
 
-/// Istio's retry policy, for requests no route with a policy of its own matched.
-static MESH_DEFAULT_RETRIES: LazyLock<RetryPolicy> = LazyLock::new(RetryPolicy::mesh_default);
-
-/// The upstream request's head, cloned for each try.
-struct Outgoing {
-    head: Parts,
-    version: super::Version,
-}
-
-impl Outgoing {
-    fn build(&self, body: Body) -> Request<Body> {
-        Request::from_parts(self.head.clone(), body)
-    }
-}
-
 /// Applies the rule's fault: a delay, then possibly an abort.
 async fn fault(rule: Option<&HttpRule>) -> Option<Response<Body>> {
     let fault = rule?.fault.as_ref()?;
@@ -428,34 +243,7 @@ async fn fault(rule: Option<&HttpRule>) -> Option<Response<Body>> {
     sampled(percent).then(|| respond::text(status, "fault filter abort\n"))
 }
 
-/// True for `percent` of calls.
+/// True for `percent` of calls (faults, mirrors).
 fn sampled(percent: f64) -> bool {
     percent >= 100.0 || fastrand::f64() * 100.0 < percent
-}
-
-/// The authority of a mirrored request: the host with the suffix, as Istio
-/// does (`catalog:80` becomes `catalog-shadow:80`).
-pub fn shadow_authority(authority: &str, suffix: &str) -> String {
-    let host = route::strip_port(authority);
-    format!("{host}{suffix}{}", &authority[host.len()..])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shadow_authorities() {
-        let cases = [
-            ("catalog", "catalog-shadow"),
-            ("catalog:80", "catalog-shadow:80"),
-            (
-                "catalog.shop.svc.cluster.local:8080",
-                "catalog.shop.svc.cluster.local-shadow:8080",
-            ),
-        ];
-        for (authority, expected) in cases {
-            assert_eq!(shadow_authority(authority, "-shadow"), expected);
-        }
-    }
 }

@@ -4,13 +4,13 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 
-use sluice_api::host::CLUSTER_DOMAIN;
 use sluice_api::model::routes::{
-    HeaderOps, HttpAction, HttpRule, Redirect, RequestInfo, Rewrite, SubsetRef, Target,
+    HeaderOps, HttpAction, HttpRule, Redirect, RequestInfo, Rewrite, Target,
 };
 use sluice_api::model::{Model, ServiceId, VirtualHost};
 
 use crate::error::ProxyError;
+use crate::route::{candidates, default_target};
 
 /// What to do with a request.
 #[derive(Debug)]
@@ -142,25 +142,6 @@ pub fn select<'m>(
     }
 }
 
-/// The FQDNs a host name may stand for, in the order Kubernetes DNS would try
-/// them from a pod of `namespace`.
-pub fn candidates(host: &str, namespace: &str) -> Vec<String> {
-    let dots = host.matches('.').count();
-    if host.is_empty() || host.parse::<std::net::IpAddr>().is_ok() {
-        return Vec::new();
-    }
-    if dots == 0 {
-        return vec![format!("{host}.{namespace}.svc.{CLUSTER_DOMAIN}")];
-    }
-    if host.ends_with(".svc") {
-        return vec![format!("{host}.{CLUSTER_DOMAIN}")];
-    }
-    if dots == 1 {
-        return vec![format!("{host}.svc.{CLUSTER_DOMAIN}"), host.to_string()];
-    }
-    vec![host.to_string()]
-}
-
 /// The host part of an authority (`host`, `host:port`, `[v6]:port`).
 pub fn strip_port(authority: &str) -> &str {
     if let Some(rest) = authority.strip_prefix('[') {
@@ -169,17 +150,6 @@ pub fn strip_port(authority: &str) -> &str {
     match authority.rsplit_once(':') {
         Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
         _ => authority,
-    }
-}
-
-/// All endpoints of a service, as the route when no VirtualService applies.
-pub fn default_target(model: &Model, id: ServiceId) -> Target {
-    Target {
-        host: model.registry.get(id).host.clone(),
-        service: Some(id),
-        subset_name: None,
-        subset: SubsetRef::All,
-        port: None,
     }
 }
 

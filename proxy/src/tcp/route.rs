@@ -8,7 +8,7 @@ use sluice_api::model::ServiceId;
 use sluice_api::model::routes::{L4Rule, Target};
 
 use crate::config::Snapshot;
-use crate::http::route::{candidates, default_target};
+use crate::route::{candidates, default_target};
 
 /// Routes a connection to `dst` of service `service`, with the SNI for TLS.
 pub fn route<'s>(

@@ -1,4 +1,4 @@
-//! A child process owned by a test: its output is captured, and it dies with its guard.
+//! A child process owned by a guard: its output is captured, and it dies with its guard.
 
 use std::io::Read;
 use std::os::unix::process::CommandExt as _;
@@ -24,7 +24,7 @@ pub struct Process {
 
 impl Process {
     /// Spawns `cmd` with stdout and stderr captured (whatever `cmd` said about them).
-    pub(super) fn spawn(mut cmd: Command) -> anyhow::Result<Self> {
+    pub(crate) fn spawn(mut cmd: Command) -> anyhow::Result<Self> {
         let command = format!("{cmd:?}");
         let mut child = cmd
             .stdout(Stdio::piped())
@@ -97,11 +97,11 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         if let Err(err) = self.stop() {
-            eprintln!("sluice-e2e: {err:#}");
+            eprintln!("sluice-netns: {err:#}");
         }
         if std::thread::panicking() {
             eprintln!(
-                "sluice-e2e: {} (pid {}) printed\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                "sluice-netns: {} (pid {}) printed\n--- stdout ---\n{}\n--- stderr ---\n{}",
                 self.command,
                 self.pid(),
                 self.stdout(),

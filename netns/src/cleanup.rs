@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::{ip, name};
+use crate::{ip, name};
 
 /// Where `ip netns exec` finds per-namespace files such as `hosts`.
-pub(super) const ETC_NETNS: &str = "/etc/netns";
+pub(crate) const ETC_NETNS: &str = "/etc/netns";
 
 /// Kills the processes left in a namespace, removes its name and its /etc/netns directory.
-pub(super) fn delete(netns: &str) -> anyhow::Result<()> {
+pub(crate) fn delete(netns: &str) -> anyhow::Result<()> {
     let pids = ip::run(&["netns", "pids", netns])?;
     let own = std::process::id();
     for pid in pids
@@ -29,7 +29,7 @@ pub(super) fn delete(netns: &str) -> anyhow::Result<()> {
 
 /// Removes what earlier runs left behind: namespaces and /etc/netns directories whose creating
 /// process is gone. Errors are ignored, since a concurrent run may be removing the same things.
-pub(super) fn remove_leftovers() {
+pub(crate) fn remove_leftovers() {
     for netns in dead_names("/run/netns") {
         let _ = delete(&netns);
     }

@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use nix::sched::{CloneFlags, setns};
 
 /// Runs `ip ARGS` and returns its stdout; the error names the command and carries its stderr.
-pub(super) fn run(args: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn run(args: &[&str]) -> anyhow::Result<String> {
     let output = Command::new("ip")
         .args(args)
         .output()
@@ -26,7 +26,7 @@ pub(super) fn run(args: &[&str]) -> anyhow::Result<String> {
 }
 
 /// Runs `ip -n NETNS -batch -` with these commands, one per line; it stops at the first that fails.
-pub(super) fn batch(netns: &str, commands: &[String]) -> anyhow::Result<()> {
+pub(crate) fn batch(netns: &str, commands: &[String]) -> anyhow::Result<()> {
     let script = commands.join("\n");
     let failed = || format!("`ip -n {netns} -batch -` failed on:\n{script}");
     let mut child = Command::new("ip")
@@ -54,19 +54,19 @@ pub(super) fn batch(netns: &str, commands: &[String]) -> anyhow::Result<()> {
 }
 
 /// Opens the handle of a named network namespace.
-pub(super) fn open(netns: &str) -> anyhow::Result<File> {
+pub(crate) fn open(netns: &str) -> anyhow::Result<File> {
     let path = PathBuf::from("/run/netns").join(netns);
     File::open(&path).with_context(|| format!("opening network namespace {}", path.display()))
 }
 
 /// Moves the calling thread (only it) into the network namespace behind `handle`.
-pub(super) fn enter(handle: &File) -> nix::Result<()> {
+pub(crate) fn enter(handle: &File) -> nix::Result<()> {
     setns(handle, CloneFlags::CLONE_NEWNET)
 }
 
 /// Runs `f` on a fresh thread that has entered the named network namespace, and returns its
 /// result; a panic in `f` goes on in the caller.
-pub(super) fn run_in<T: Send + 'static>(
+pub(crate) fn run_in<T: Send + 'static>(
     netns: &str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> anyhow::Result<T> {
@@ -86,7 +86,7 @@ pub(super) fn run_in<T: Send + 'static>(
 
 /// Writes sysctls (paths below /proc/sys) inside a network namespace. Settings the kernel lacks
 /// (the bridge ones exist only while br_netfilter is loaded) are skipped.
-pub(super) fn sysctls(
+pub(crate) fn sysctls(
     netns: &str,
     settings: &'static [(&'static str, &'static str)],
 ) -> anyhow::Result<()> {

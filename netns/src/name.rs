@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 const PREFIX: &str = "sl";
 
 /// A fresh name for a node of `test` in this process.
-pub(super) fn node(test: &str) -> String {
+pub(crate) fn node(test: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let mut hasher = DefaultHasher::new();
     test.hash(&mut hasher);
@@ -18,7 +18,7 @@ pub(super) fn node(test: &str) -> String {
 }
 
 /// The name of pod `pod` of the node named `node`.
-pub(super) fn pod(node: &str, pod: &str) -> anyhow::Result<String> {
+pub(crate) fn pod(node: &str, pod: &str) -> anyhow::Result<String> {
     let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
     anyhow::ensure!(
         (1..=15).contains(&pod.len()) && pod.chars().all(valid),
@@ -28,7 +28,7 @@ pub(super) fn pod(node: &str, pod: &str) -> anyhow::Result<String> {
 }
 
 /// The pid of the process that created the namespace `name`, if the harness made it.
-pub(super) fn owner_pid(name: &str) -> Option<u32> {
+pub(crate) fn owner_pid(name: &str) -> Option<u32> {
     let mut parts = name.strip_prefix(PREFIX)?.splitn(4, '-');
     let hash = parts.next()?;
     let pid = parts.next()?.parse().ok()?;

@@ -1,5 +1,28 @@
-//! Pod-like network namespaces on one machine: a node (a bridge in its own namespace) and pods
-//! attached to it by veth pairs, removed again when the node is dropped.
+//! Pod-like network namespaces on a bridge: create them, run processes and tokio runtimes inside
+//! them, and clean up on drop and after crashed runs. A node (a bridge in its own namespace) has
+//! pods attached to it by veth pairs. Needs root and iproute2.
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! use sluice_netns::Node;
+//!
+//! let node = Node::new("my_test")?; // removed again on drop, also when the caller panics
+//! let (server, client) = (node.pod("server")?, node.pod("client")?);
+//!
+//! // In-process: sockets made by tasks of the pod's runtime live in the pod.
+//! let rt = server.runtime()?;
+//! let listener = rt.block_on(rt.spawn(tokio::net::TcpListener::bind("[::]:8080")))??;
+//!
+//! // As a process: the guard kills it on drop.
+//! client.set_hosts(&[(server.ipv4.into(), "server")])?;
+//! let mut curl = client.command("curl");
+//! curl.args(["-s", "http://server:8080/"]);
+//! let curl = client.spawn(curl)?;
+//! # drop((listener, curl));
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
 
 mod cleanup;
 mod ip;
@@ -47,12 +70,12 @@ pub struct Node {
 }
 
 impl Node {
-    /// Creates the node for a test. `test` names it (a short hash of it, the pid and a counter,
-    /// so tests can run in parallel). First removes leftovers of earlier crashed runs
-    /// (namespaces and /etc/netns directories whose embedded pid is no longer alive).
-    pub fn new(test: &str) -> anyhow::Result<Node> {
+    /// Creates a node for `owner` (a test, the demo): the node's name is a short hash of it, the
+    /// pid and a counter, so several can run in parallel. First removes leftovers of earlier
+    /// crashed runs (namespaces and /etc/netns directories whose embedded pid is no longer alive).
+    pub fn new(owner: &str) -> anyhow::Result<Node> {
         cleanup::remove_leftovers();
-        let netns = name::node(test);
+        let netns = name::node(owner);
         ip::run(&["netns", "add", &netns])?;
         // From here on, dropping `node` removes whatever part of it was made.
         let node = Node {
@@ -60,7 +83,7 @@ impl Node {
             pods: Mutex::default(),
         };
         node.set_up_bridge()
-            .with_context(|| format!("setting up node {} for test {test}", node.netns))?;
+            .with_context(|| format!("setting up node {} for {owner}", node.netns))?;
         Ok(node)
     }
 
@@ -143,7 +166,7 @@ impl Drop for Node {
         // Deleting the node's namespace last frees the bridge and the veths once nothing holds it.
         for netns in pods.iter().rev().chain([&self.netns]) {
             if let Err(err) = cleanup::delete(netns) {
-                eprintln!("sluice-e2e: removing network namespace {netns}: {err:#}");
+                eprintln!("sluice-netns: removing network namespace {netns}: {err:#}");
             }
         }
     }

@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use super::{Process, cleanup, ip};
+use crate::{Process, cleanup, ip};
 
-/// A pod-like network namespace attached to a [`super::Node`]'s bridge. It lives until its node
+/// A pod-like network namespace attached to a [`crate::Node`]'s bridge. It lives until its node
 /// is dropped.
 #[derive(Clone, Debug)]
 pub struct Pod {
-    /// The name given to [`super::Node::pod`].
+    /// The name given to [`crate::Node::pod`].
     pub name: String,
     /// Name of the pod's network namespace (as `ip netns` knows it).
     pub netns: String,
