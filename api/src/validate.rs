@@ -11,7 +11,7 @@ mod mesh_config;
 mod service_entry;
 mod virtual_service;
 
-pub use fields::parse_cidr;
+pub use crate::net::parse_cidr;
 
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::load::ConfigSet;

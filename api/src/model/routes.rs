@@ -26,8 +26,8 @@ use crate::istio::VirtualService;
 use crate::istio::virtual_service::{
     Destination, L4MatchAttributes, RouteDestination, TlsMatchAttributes,
 };
+use crate::net::parse_cidr;
 use crate::resource::{Resource, Spec};
-use crate::validate::parse_cidr;
 
 /// The routing of one host, from the VirtualService that claims it.
 #[derive(Debug, Serialize)]

@@ -3,8 +3,9 @@
 use std::collections::BTreeSet;
 
 use super::Findings;
-use super::fields::{check_cidr, check_host, check_labels, check_port, is_dns_label, parse_cidr};
+use super::fields::{check_cidr, check_host, check_labels, check_port, is_dns_label};
 use crate::istio::service_entry::{Resolution, ServiceEntry};
+use crate::net::parse_cidr;
 
 /// Protocols a port may declare (case-insensitive).
 pub const PROTOCOLS: [&str; 10] = [
