@@ -140,5 +140,9 @@ fn check_resolution(se: &ServiceEntry, f: &mut Findings<'_>) {
                 f.error("spec.endpoints", "resolution NONE forwards to the original destination, so it takes no endpoints; use STATIC or DNS");
             }
         }
+        Resolution::DynamicDns => f.warn(
+            "spec.resolution",
+            "DYNAMIC_DNS is not acted on by sluice: requests to these hosts get 503; use DNS with the hosts listed",
+        ),
     }
 }
