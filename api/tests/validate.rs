@@ -1,7 +1,7 @@
 //! Validation rules, one case per rule: the YAML a user writes, and the field
 //! path and message they get back.
 
-use sluice_api::{Severity, load_str, validate};
+use sluice_api::{Severity, Spec, load_str, validate};
 
 /// Loads `yaml`, validates it, and returns `(severity, path, message)` of every finding.
 fn findings(yaml: &str) -> Vec<(Severity, String, String)> {
@@ -994,4 +994,33 @@ fn gateway_rules_follow_istio() {
         ("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: my.gw}\nspec:\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: [a.example.com]}]\n".into(),
             Severity::Error, "metadata.name", "must be a DNS label"),
     ]);
+}
+
+#[test]
+fn unquoted_ipv6_addresses_in_flow_sequences_load_as_kubectl_reads_them() {
+    let yaml = format!(
+        "{}---\n{}",
+        dr("  host: a\n"),
+        se(
+            "  hosts: [db.example.com]\n  addresses: [1.2.3.4, 2001:db8::, \"::1\"]\n  ports: [{number: 5432, name: pg, protocol: TCP}]\n  endpoints: [{address: fe80::}]\n  resolution: STATIC\n"
+        ),
+    );
+    let mut set = load_str("v6.yaml", &yaml);
+    validate::validate(&mut set);
+    assert!(!set.has_errors(), "{:#?}", set.diagnostics);
+    let Some(Spec::ServiceEntry(entry)) = set.resources.get(1).map(|r| &r.spec) else {
+        panic!("no ServiceEntry in {:#?}", set.resources);
+    };
+    assert_eq!(entry.addresses, ["1.2.3.4", "2001:db8::", "::1"]);
+    assert_eq!(entry.endpoints[0].address, "fe80::");
+    assert_eq!(set.resources[1].origin.doc, 2);
+
+    let typo = se("  hosts: [db.example.com]\n  adresses: [2001:db8::]\n");
+    let found = findings(&typo);
+    assert!(
+        found.iter().any(|(s, p, m)| *s == Severity::Error
+            && p == "spec.adresses"
+            && m.contains("unknown field \"adresses\"")),
+        "{found:#?}"
+    );
 }
