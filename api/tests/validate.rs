@@ -396,9 +396,9 @@ fn destination_rule_fields_and_rules_follow_istio() {
         ),
         (
             pool("{http: {h2UpgradePolicy: UPGRADE, useClientProtocol: true}}"),
-            Severity::Error,
+            Severity::Warning,
             "spec.trafficPolicy.connectionPool.http",
-            "useClientProtocol cannot be true",
+            "Istio rejects this",
         ),
         (
             od("{splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 3}"),
