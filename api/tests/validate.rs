@@ -939,7 +939,7 @@ fn virtual_service_rules_follow_istio() {
             vs(
                 "  hosts: [a.example.com]\n  tls:\n  - match: [{sniHosts: [b.example.com]}]\n    route: [{destination: {host: a}}]\n",
             ),
-            Severity::Error,
+            Severity::Warning,
             "spec.tls[0].match[0].sniHosts[0]",
             "not within any host",
         ),
