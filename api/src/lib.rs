@@ -3,6 +3,7 @@
 //! document, resource and field, and the compiled mesh model the proxy reads.
 #![forbid(unsafe_code)]
 
+pub mod delegates;
 pub mod diagnostic;
 pub mod duration;
 pub mod host;
@@ -10,6 +11,7 @@ pub mod istio;
 pub mod load;
 pub mod mesh_config;
 pub mod model;
+pub mod net;
 pub mod resource;
 pub mod validate;
 

@@ -3,8 +3,10 @@
 //!
 //! Every problem becomes a [`Diagnostic`]; nothing here panics on bad input.
 
+mod flow_scalars;
 mod strict;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -118,9 +120,28 @@ fn load_file(path: &Path) -> ConfigSet {
     }
 }
 
-/// Loads a YAML (or JSON) text of one or more documents; `file` names it in diagnostics.
+/// Loads a YAML (or JSON) text of one or more documents; `file` names it in
+/// diagnostics. Plain scalars with a `:` before a flow indicator
+/// (`[2001:db8::]`) read as kubectl reads them (see `flow_scalars`).
 pub fn load_str(file: &str, text: &str) -> ConfigSet {
     let file: Arc<str> = Arc::from(file);
+    let mut text = Cow::Borrowed(text);
+    // Each round quotes one more scalar, around one of the text's colons.
+    for _ in 0..=text.matches(':').count() {
+        match load_documents(&file, &text) {
+            Ok(set) => return set,
+            Err((set, (line, column))) => match flow_scalars::quote_at(&text, line, column) {
+                Some(quoted) => text = Cow::Owned(quoted),
+                None => return set,
+            },
+        }
+    }
+    load_documents(&file, &text).unwrap_or_else(|(set, _)| set)
+}
+
+/// The documents of `text`; on a plain scalar libyaml rejects for a colon
+/// before a flow indicator, also the (1-based) line and column of that colon.
+fn load_documents(file: &Arc<str>, text: &str) -> Result<ConfigSet, (ConfigSet, (usize, usize))> {
     let mut set = ConfigSet::default();
     for (index, document) in serde_norway::Deserializer::from_str(text).enumerate() {
         let origin = Origin {
@@ -137,11 +158,14 @@ pub fn load_str(file: &str, text: &str) -> ConfigSet {
                     &origin,
                     format!("not valid YAML: {e}"),
                 ));
-                break;
+                return match flow_scalars::rejected_colon(&e) {
+                    Some(at) => Err((set, at)),
+                    None => Ok(set),
+                };
             }
         }
     }
-    set
+    Ok(set)
 }
 
 fn load_document(set: &mut ConfigSet, origin: Origin, value: Value) {

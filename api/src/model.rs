@@ -102,7 +102,7 @@ pub struct Model {
 
 impl Model {
     /// Compiles validated resources for a workload. Resources must have passed
-    /// [`crate::validate::validate`] without errors; compiling does not fail.
+    /// validation (the `validate` module) without errors; compiling does not fail.
     pub fn compile(resources: &[Resource], workload: &Workload) -> Model {
         // A delegate's `exportTo` is about its root's namespace, not the workload's.
         let delegates = Delegates::index(resources);

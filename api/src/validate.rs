@@ -11,7 +11,7 @@ mod mesh_config;
 mod service_entry;
 mod virtual_service;
 
-pub use fields::parse_cidr;
+pub use crate::net::parse_cidr;
 
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::load::ConfigSet;
@@ -30,7 +30,7 @@ pub fn validate(set: &mut ConfigSet) {
             Spec::VirtualService(vs) => virtual_service::check(vs, &mut f),
             Spec::DestinationRule(dr) => destination_rule::check(dr, &mut f),
             Spec::ServiceEntry(se) => service_entry::check(se, &mut f),
-            Spec::Gateway(gw) => gateway::check(gw, &mut f),
+            Spec::Gateway(gw) => gateway::check(gw, &resource.meta.name, &mut f),
             Spec::MeshConfig(mc) => mesh_config::check(mc, &mut f),
         }
         fields::check_meta(resource, &mut f);
@@ -56,6 +56,11 @@ impl Findings<'_> {
     /// The resource is invalid.
     pub(crate) fn error(&mut self, path: &str, message: impl Into<String>) {
         self.push(Severity::Error, path, message.into());
+    }
+
+    /// The namespace of the resource.
+    pub(crate) fn namespace(&self) -> &str {
+        self.resource.meta.namespace()
     }
 
     /// The resource is accepted but likely wrong.

@@ -229,7 +229,7 @@ spec:
 "#;
     let yaml = MESH.replace(
         "metadata: {name: catalog, namespace: shop}\nspec:\n  hosts: [catalog]\n  http:",
-        "metadata: {name: catalog, namespace: shop}\nspec:\n  hosts: [catalog]\n  exportTo: [\"~\"]\n  http:",
+        "metadata: {name: catalog, namespace: shop}\nspec:\n  hosts: [catalog]\n  exportTo: [team]\n  http:",
     ) + hidden;
     let mut set = load_str("mesh.yaml", &yaml);
     validate::validate(&mut set);
@@ -246,7 +246,7 @@ spec:
         shop.routes
             .lookup("catalog.shop.svc.cluster.local")
             .is_none(),
-        "exportTo ~: exported nowhere"
+        "exportTo [team]: not to shop"
     );
     assert!(
         shop.registry.by_host("db.team.internal").is_none(),

@@ -87,8 +87,23 @@ pub struct LoadBalancerSettings {
     pub consistent_hash: Option<ConsistentHashLb>,
     /// Locality-aware balancing.
     pub locality_lb_setting: Option<LocalityLbSetting>,
-    /// Slow start window for new endpoints.
+    /// Deprecated slow start window for new endpoints (use `warmup`).
     pub warmup_duration_secs: Option<Duration>,
+    /// Slow start of new endpoints.
+    pub warmup: Option<WarmupConfiguration>,
+}
+
+/// Slow start: a new endpoint's share of traffic grows over a window.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct WarmupConfiguration {
+    /// How long an endpoint stays in warmup after it appears.
+    pub duration: Option<Duration>,
+    /// The share of traffic (0..=100 percent) a new endpoint starts with.
+    pub minimum_percent: Option<f64>,
+    /// How fast traffic grows over the window (1.0 linear; at least 0).
+    pub aggression: Option<f64>,
 }
 
 /// The simple load-balancing algorithms.
@@ -360,9 +375,19 @@ pub struct TunnelSettings {
 }
 
 /// PROXY protocol towards the upstream.
+#[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProxyProtocol {
-    /// `V1` or `V2`.
-    pub version: String,
+    /// The protocol version (default `V1`).
+    pub version: Option<ProxyProtocolVersion>,
+}
+
+/// PROXY protocol versions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProxyProtocolVersion {
+    /// Version 1, human-readable.
+    V1,
+    /// Version 2, binary.
+    V2,
 }

@@ -69,6 +69,8 @@ pub enum Resolution {
     Dns,
     /// Resolve with DNS, use one address at a time.
     DnsRoundRobin,
+    /// Resolve the name a request asks for (Host or SNI) under wildcard hosts.
+    DynamicDns,
 }
 
 /// One endpoint of a ServiceEntry.

@@ -12,8 +12,8 @@ use super::policy::Policy;
 use crate::host::{fqdn, matches};
 use crate::istio::destination_rule::DestinationRule;
 use crate::istio::service_entry::{Location, Resolution, ServiceEntry};
+use crate::net::parse_cidr;
 use crate::resource::{Resource, Spec};
-use crate::validate::parse_cidr;
 
 /// Index of a service in the registry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -26,8 +26,8 @@ use crate::istio::VirtualService;
 use crate::istio::virtual_service::{
     Destination, L4MatchAttributes, RouteDestination, TlsMatchAttributes,
 };
+use crate::net::parse_cidr;
 use crate::resource::{Resource, Spec};
-use crate::validate::parse_cidr;
 
 /// The routing of one host, from the VirtualService that claims it.
 #[derive(Debug, Serialize)]
@@ -123,7 +123,11 @@ impl WeightedTargets {
     }
 }
 
-/// Weights as Istio reads them: a lone destination gets 100.
+/// The largest sum of weights a pick schedule is built for; larger weights
+/// (Istio's are relative, of any size) are scaled down to it.
+const MAX_TOTAL_WEIGHT: u64 = 10_000;
+
+/// Weights as Istio reads them: relative shares, a lone destination gets 100.
 fn weights<T>(routes: &[T], weight: impl Fn(&T) -> Option<i32>) -> Vec<u32> {
     if routes.len() == 1 {
         return vec![
@@ -132,9 +136,19 @@ fn weights<T>(routes: &[T], weight: impl Fn(&T) -> Option<i32>) -> Vec<u32> {
                 .map_or(100, |w| w as u32),
         ];
     }
-    routes
+    let raw: Vec<u64> = routes
         .iter()
-        .map(|r| weight(r).unwrap_or(0).max(0) as u32)
+        .map(|r| weight(r).unwrap_or(0).max(0) as u64)
+        .collect();
+    let total: u64 = raw.iter().sum();
+    if total <= MAX_TOTAL_WEIGHT {
+        return raw.into_iter().map(|w| w as u32).collect();
+    }
+    raw.into_iter()
+        .map(|w| match w {
+            0 => 0,
+            w => (w * MAX_TOTAL_WEIGHT / total).max(1) as u32,
+        })
         .collect()
 }
 
@@ -355,5 +369,22 @@ fn l4_match(port: Option<u32>, subnets: &[String], sni_hosts: &[String]) -> L4Ma
         port: port.and_then(|p| u16::try_from(p).ok()),
         subnets: subnets.iter().filter_map(|s| parse_cidr(s)).collect(),
         sni_hosts: sni_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::weights;
+
+    #[test]
+    fn weights_are_relative_and_large_ones_scaled_down() {
+        let of = |w: &[Option<i32>]| weights(w, |w| *w);
+        assert_eq!(of(&[None]), [100]);
+        assert_eq!(of(&[Some(60), Some(30)]), [60, 30]);
+        assert_eq!(of(&[Some(3), None]), [3, 0]);
+        assert_eq!(
+            of(&[Some(i32::MAX), Some(i32::MAX), Some(1), Some(0)]),
+            [4999, 4999, 1, 0]
+        );
     }
 }

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use crate::delegates::Delegates;
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::host::{fqdn, matches};
 use crate::istio::virtual_service::Destination;
 use crate::istio::{DestinationRule, VirtualService};
-use crate::model::routes::Delegates;
 use crate::resource::{Resource, Spec};
 
 pub(super) fn analyze(resources: &[Resource], out: &mut Vec<Diagnostic>) {

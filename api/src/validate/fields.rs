@@ -7,6 +7,7 @@ use std::time::Duration as StdDuration;
 use super::Findings;
 use crate::duration::Duration;
 use crate::istio::{Percent, StringMatch};
+use crate::net::parse_cidr;
 use crate::resource::Resource;
 
 /// Metadata: the name must be a DNS-1123 subdomain, as Kubernetes requires.
@@ -21,29 +22,82 @@ pub(super) fn check_meta(resource: &Resource, f: &mut Findings<'_>) {
     check_labels(&resource.meta.labels, "metadata.labels", f);
 }
 
-/// A host of a VirtualService, DestinationRule or ServiceEntry: a DNS name,
-/// a short name, or a wildcard (`*` or `*.suffix`).
-pub(super) fn check_host(host: &str, path: &str, f: &mut Findings<'_>) {
+/// A host of a VirtualService, DestinationRule or ServiceEntry, as Istio
+/// checks it: DNS labels (short names allowed), where the first label may be
+/// a wildcard `*`, `*suffix` or `*-suffix`; a trailing dot is allowed and the
+/// top-level label cannot be all digits. Returns false after an error.
+pub(super) fn check_host(host: &str, path: &str, f: &mut Findings<'_>) -> bool {
+    match host_problem(host) {
+        None => true,
+        Some(problem) => {
+            f.error(path, format!("\"{host}\" is not a valid host: {problem}; expected a DNS name such as reviews, reviews.prod.svc.cluster.local or *.example.com"));
+            false
+        }
+    }
+}
+
+/// Why `host` is not a (wildcard) domain Istio accepts, if it is not.
+pub(super) fn host_problem(host: &str) -> Option<String> {
     if host.is_empty() {
-        f.error(path, "host is empty");
-        return;
+        return Some("it is empty".into());
     }
-    let name = host.strip_prefix('/').unwrap_or(host);
-    let rest = if name == "*" {
-        ""
-    } else {
-        name.strip_prefix("*.").unwrap_or(name)
-    };
-    if rest.is_empty() {
-        return;
+    if host.len() > 255 {
+        return Some("longer than 255 characters".into());
     }
-    if rest.contains('*') {
-        f.error(path, format!("\"{host}\" is not a valid host: a wildcard may only stand alone or as the first label (\"*.example.com\")"));
-        return;
+    let (first, rest) = host
+        .split_once('.')
+        .map_or((host, None), |(a, b)| (a, Some(b)));
+    if !is_wildcard_label(first) {
+        return Some(format!(
+            "label \"{first}\" is invalid (a wildcard may only be the first label: *, *suffix or *-suffix)"
+        ));
     }
-    if !rest.split('.').all(is_dns_label) || rest.len() > 253 {
-        f.error(path, format!("\"{host}\" is not a valid host: expected a DNS name such as reviews, reviews.prod.svc.cluster.local or *.example.com"));
+    rest.and_then(labels_problem)
+}
+
+/// Why `name` is not a fully qualified domain name, if it is not (wildcards are not).
+pub(super) fn fqdn_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("it is empty".into());
     }
+    if name.len() > 255 {
+        return Some("longer than 255 characters".into());
+    }
+    labels_problem(name)
+}
+
+fn labels_problem(domain: &str) -> Option<String> {
+    let labels: Vec<&str> = domain.split('.').collect();
+    let top = labels.last().copied().unwrap_or_default();
+    if !top.is_empty() && top.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(format!(
+            "the top-level label \"{top}\" cannot be all digits"
+        ));
+    }
+    let last = labels.len() - 1;
+    labels
+        .iter()
+        .enumerate()
+        .find(|(i, l)| !(is_dns_label(l) || (*i == last && l.is_empty())))
+        .map(|(_, l)| format!("label \"{l}\" is invalid (letters, digits and '-', at most 63)"))
+}
+
+/// A first host label Istio accepts: `*`, a DNS label, or one prefixed by `*` or `*-`.
+fn is_wildcard_label(label: &str) -> bool {
+    if label == "*" {
+        return true;
+    }
+    let rest = label
+        .strip_prefix("*-")
+        .or_else(|| label.strip_prefix('*'))
+        .unwrap_or(label);
+    label.len() <= 63 && is_dns_label(rest)
+}
+
+/// True for a partial wildcard (`*foo.com`), which Istio warns about where it
+/// expects `*` or `*.suffix`.
+pub(super) fn is_partial_wildcard(host: &str) -> bool {
+    host.contains('*') && host != "*" && !host.starts_with("*.")
 }
 
 /// True for a DNS label of letters, digits and '-' (at most 63 characters).
@@ -106,6 +160,19 @@ pub(super) fn check_percent(p: &Percent, path: &str, f: &mut Findings<'_>) {
     }
 }
 
+/// A duration of an Istio field: at least 1ms, in whole milliseconds.
+pub(super) fn check_duration(d: Option<&Duration>, path: &str, f: &mut Findings<'_>) {
+    let Some(d) = d else { return };
+    if d.get() < StdDuration::from_millis(1) {
+        f.error(path, format!("duration {d} must be at least 1ms"));
+    } else if d.get().subsec_nanos() % 1_000_000 != 0 {
+        f.error(
+            path,
+            format!("duration {d}: only whole milliseconds are supported"),
+        );
+    }
+}
+
 /// A duration that must be at least one millisecond.
 pub(super) fn check_positive(d: Option<&Duration>, path: &str, f: &mut Findings<'_>) {
     if let Some(d) = d
@@ -135,11 +202,28 @@ pub(super) fn check_string_match(
     if let Some(re) = &m.regex {
         check_regex(re, &format!("{path}.regex"), f);
     }
+    if m.prefix.as_deref() == Some("") {
+        f.error(&format!("{path}.prefix"), "prefix is empty");
+    }
 }
 
-/// An RE2 regular expression; Rust's regex crate accepts the same syntax.
+/// Istio's (Envoy's) limit on the length of a regex.
+const MAX_REGEX_LEN: usize = 1024;
+
+/// An RE2 regular expression of at most 1024 characters; Rust's regex crate
+/// accepts the same syntax.
 pub(super) fn check_regex(re: &str, path: &str, f: &mut Findings<'_>) {
-    if let Err(e) = regex::Regex::new(re) {
+    if re.is_empty() {
+        f.error(path, "regex is empty");
+    } else if re.len() > MAX_REGEX_LEN {
+        f.error(
+            path,
+            format!(
+                "regex is {} characters long; at most {MAX_REGEX_LEN} are allowed",
+                re.len()
+            ),
+        );
+    } else if let Err(e) = regex::Regex::new(re) {
         let reason = e
             .to_string()
             .lines()
@@ -154,18 +238,17 @@ pub(super) fn check_regex(re: &str, path: &str, f: &mut Findings<'_>) {
     }
 }
 
-/// An HTTP header name: lowercase token characters.
+/// A header name in a match: letters, digits, '-' and '_', as Istio
+/// requires (any case: names are compared lowercase).
 pub(super) fn check_header_name(name: &str, path: &str, f: &mut Findings<'_>) {
     if name.is_empty()
         || !name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        f.error(path, format!("\"{name}\" is not a valid header name"));
-    } else if name.bytes().any(|b| b.is_ascii_uppercase()) {
         f.error(
             path,
-            format!("header name \"{name}\" must be lowercase, as HTTP/2 sends it"),
+            format!("\"{name}\" is not a valid header name (letters, digits, '-' and '_')"),
         );
     }
 }
@@ -180,26 +263,122 @@ pub(super) fn check_cidr(text: &str, path: &str, f: &mut Findings<'_>) {
     }
 }
 
-/// Parses an IP address or CIDR into a network.
-pub fn parse_cidr(text: &str) -> Option<ipnet::IpNet> {
-    text.parse::<ipnet::IpNet>().ok().or_else(|| {
-        text.parse::<std::net::IpAddr>()
-            .ok()
-            .map(ipnet::IpNet::from)
-    })
-}
-
-/// Gateways a rule is bound to: `mesh`, `name` or `namespace/name`.
+/// Gateways a rule is bound to: `mesh`, `namespace/name` (both DNS labels)
+/// or, in the legacy form Istio still takes with a warning, `name.namespace`.
 pub(super) fn check_gateways(gateways: &[String], path: &str, f: &mut Findings<'_>) {
     for (i, g) in gateways.iter().enumerate() {
-        let name = g.rsplit_once('/').map_or(g.as_str(), |(_, n)| n);
-        if g != "mesh" && !is_dns1123_subdomain(name) {
+        let at = format!("{path}[{i}]");
+        match g.split_once('/') {
+            Some((ns, name)) => {
+                for (part, what) in [(ns, "namespace"), (name, "gateway name")] {
+                    if !is_dns_label(part) {
+                        f.error(
+                            &at,
+                            format!(
+                                "\"{part}\" in \"{g}\" is not a valid {what}: use NAMESPACE/NAME"
+                            ),
+                        );
+                    }
+                }
+            }
+            None => {
+                if let Some((name, ns)) = g.split_once('.') {
+                    let ns = ns.split('.').next().unwrap_or_default();
+                    f.warn(
+                        &at,
+                        format!("legacy gateway name \"{g}\": prefer the NAMESPACE/NAME form, \"{ns}/{name}\""),
+                    );
+                }
+                if let Some(problem) = fqdn_problem(g) {
+                    f.error(&at, format!("\"{g}\" is not a gateway name: {problem}"));
+                }
+            }
+        }
+    }
+}
+
+/// A percentage Istio takes for faults: 0, or 0.0001 to 100.
+pub(super) fn check_fraction(p: &Percent, path: &str, f: &mut Findings<'_>) {
+    let v = p.value;
+    if !(v == 0.0 || (0.0001..=100.0).contains(&v)) {
+        f.error(
+            &format!("{path}.value"),
+            format!("percentage {v} is neither 0 nor in range 0.0001..100"),
+        );
+    }
+}
+
+/// `exportTo`: `.`, `*`, `~` (ServiceEntry only) or namespace names, each
+/// once; `*` and `~` stand alone; a DestinationRule with a `workloadSelector`
+/// is exported to its own namespace only.
+pub(super) fn check_export_to(
+    export_to: &[String],
+    namespace: &str,
+    service_entry: bool,
+    with_selector: bool,
+    f: &mut Findings<'_>,
+) {
+    let mut seen = BTreeMap::new();
+    for (i, e) in export_to.iter().enumerate() {
+        let path = format!("spec.exportTo[{i}]");
+        let key = if e == "." { namespace } else { e.as_str() };
+        if let Some(first) = seen.insert(key, i) {
             f.error(
-                &format!("{path}[{i}]"),
-                format!("\"{g}\" is not a gateway name: use mesh, NAME or NAMESPACE/NAME"),
+                &path,
+                format!("\"{e}\" repeats spec.exportTo[{first}] (\".\" is the resource's own namespace, {namespace})"),
+            );
+            continue;
+        }
+        let valid = matches!(e.as_str(), "." | "*")
+            || (e == "~" && service_entry)
+            || (is_dns_label(e) && !e.bytes().any(|b| b.is_ascii_uppercase()));
+        if !valid {
+            let allowed = if service_entry { "., *, ~" } else { "., *" };
+            f.error(
+                &path,
+                format!("\"{e}\" is not a namespace name or one of {allowed}"),
             );
         }
     }
+    if export_to.len() > 1 {
+        for special in ["*", "~"] {
+            if let Some(i) = export_to.iter().position(|e| e == special) {
+                f.error(
+                    &format!("spec.exportTo[{i}]"),
+                    format!("\"{special}\" cannot be combined with other exportTo values"),
+                );
+            }
+        }
+    }
+    if with_selector && !seen.is_empty() && (seen.len() > 1 || !seen.contains_key(namespace)) {
+        f.error(
+            "spec.exportTo",
+            format!("a DestinationRule with a workloadSelector can only be exported to its own namespace ({namespace})"),
+        );
+    }
+}
+
+/// Labels of a workload selector: no empty keys, no wildcards; none at all
+/// selects every workload of the namespace (a warning, as in Istio).
+pub(super) fn check_selector(labels: &BTreeMap<String, String>, path: &str, f: &mut Findings<'_>) {
+    if labels.is_empty() {
+        f.warn(
+            path,
+            "workload selector without labels: it selects every workload of the namespace",
+        );
+    }
+    for (k, v) in labels {
+        if k.is_empty() {
+            f.error(path, format!("empty label key in selector (\"={v}\")"));
+        }
+        if k.contains('*') || v.contains('*') {
+            f.error(
+                &format!("{path}.{k}"),
+                format!("wildcards are not supported in selectors (\"{k}={v}\")"),
+            );
+        }
+    }
+    check_labels(labels, path, f);
 }
 
 #[cfg(test)]
@@ -217,20 +396,44 @@ mod tests {
     }
 
     #[test]
+    fn hosts_as_istio_reads_them() {
+        for ok in [
+            "reviews",
+            "Reviews.Prod",
+            "a.example.com.",
+            "*",
+            "*.example.com",
+            "*foo.example.com",
+            "*-foo.example.com",
+        ] {
+            assert_eq!(host_problem(ok), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            ("a.*.com", "label \"*\""),
+            ("foo*.com", "label \"foo*\""),
+            ("**.com", "label \"**\""),
+            ("a..b", "label \"\""),
+            ("a.b.123", "all digits"),
+            ("1.2.3.4", "all digits"),
+            ("a_b.com", "label \"a_b\""),
+        ] {
+            let problem = host_problem(bad).unwrap_or_default();
+            assert!(problem.contains(why), "{bad}: {problem}");
+        }
+        assert_eq!(fqdn_problem("api.example.com"), None);
+        assert!(fqdn_problem("*.example.com").is_some());
+        assert!(is_partial_wildcard("*foo.com"));
+        assert!(!is_partial_wildcard("*.foo.com"));
+        assert!(!is_partial_wildcard("*"));
+    }
+
+    #[test]
     fn label_values() {
         assert!(is_label_value("v1"));
         assert!(is_label_value(""));
         assert!(is_label_value("a.b_c-d"));
         assert!(!is_label_value("-v1"));
         assert!(!is_label_value("a b"));
-    }
-
-    #[test]
-    fn cidrs() {
-        assert!(parse_cidr("10.0.0.0/8").is_some());
-        assert!(parse_cidr("10.1.2.3").is_some());
-        assert!(parse_cidr("fd00::/64").is_some());
-        assert!(parse_cidr("10.0.0.0/33").is_none());
-        assert!(parse_cidr("example.com").is_none());
     }
 }

@@ -6,42 +6,15 @@
 //! does not fit is dropped, as is a root rule whose delegate does not exist.
 //! Route-level settings the delegate rule leaves out come from the root rule.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use crate::istio::VirtualService;
+pub use crate::delegates::Delegates;
 use crate::istio::common::StringMatch;
-use crate::istio::virtual_service::{Delegate, HttpMatchRequest, HttpRoute};
-use crate::resource::{Resource, Spec};
+use crate::istio::virtual_service::{HttpMatchRequest, HttpRoute};
 
-/// The VirtualServices rules may delegate to, by namespace and name.
-#[derive(Debug, Default)]
-pub struct Delegates<'a> {
-    by_name: HashMap<(&'a str, &'a str), (&'a Resource, &'a VirtualService)>,
-}
-
+// `Delegates` lives below both `model` and `validate`; its merging, which
+// only the model needs, is implemented here.
 impl<'a> Delegates<'a> {
-    /// The delegate VirtualServices (those without hosts) among `resources`.
-    pub fn index(resources: &'a [Resource]) -> Delegates<'a> {
-        let by_name = resources
-            .iter()
-            .filter_map(|r| match &r.spec {
-                Spec::VirtualService(vs) if vs.hosts.is_empty() => {
-                    Some(((r.meta.namespace(), r.meta.name.as_str()), (r, vs)))
-                }
-                _ => None,
-            })
-            .collect();
-        Delegates { by_name }
-    }
-
-    /// The delegate `d` names from a root in namespace `ns`, if it exists
-    /// and its `exportTo` lets the root's namespace see it (as in Istio).
-    pub fn find(&self, d: &Delegate, ns: &str) -> Option<&'a VirtualService> {
-        let at = d.namespace.as_deref().unwrap_or(ns);
-        let (r, vs) = self.by_name.get(&(at, d.name.as_str()))?;
-        r.visible_from(ns).then_some(*vs)
-    }
-
     /// The rules a root rule of namespace `ns` stands for, each with the
     /// namespace its destinations resolve in: the rule itself when it does not
     /// delegate, else the delegate's rules merged with it.
