@@ -136,6 +136,7 @@ impl Watch {
             }
             let bookmarks = self.bookmarks.as_mut();
             tokio::select! {
+                biased;
                 _ = self.ends.changed() => return None,
                 _ = tokio::time::sleep_until(self.deadline) => return None,
                 _ = self.changes.changed() => {}
