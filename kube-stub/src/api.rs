@@ -123,6 +123,23 @@ where
         (&Method::GET, Route::Resources { group, version }) => {
             ok(discovery::resources(&shared.catalog, group, version))
         }
+        (&Method::GET, Route::OpenApiV2) => {
+            let protobuf = request
+                .headers()
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains(openapi::V2_PROTOBUF));
+            if protobuf {
+                let mut response = Response::new(Full::new(Bytes::new()).boxed_unsync());
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    http::HeaderValue::from_static(openapi::V2_PROTOBUF_CONTENT_TYPE),
+                );
+                Ok(response)
+            } else {
+                ok(openapi::v2_json())
+            }
+        }
         (&Method::GET, Route::OpenApiRoot) => ok(openapi::root(&shared.catalog)),
         (&Method::GET, Route::OpenApi { group, version }) => {
             ok(openapi::group_version(&shared.catalog, group, version))

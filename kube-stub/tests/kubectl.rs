@@ -81,8 +81,12 @@ impl Drop for Kubectl {
     }
 }
 
-/// kubectl on the PATH; a test without it fails saying how to install it.
+/// `$KUBECTL` (to try another client version), else kubectl on the PATH; a test without it
+/// fails saying how to install it.
 fn find_kubectl() -> PathBuf {
+    if let Some(chosen) = std::env::var_os("KUBECTL") {
+        return PathBuf::from(chosen);
+    }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|dir| dir.join("kubectl"))

@@ -1,10 +1,29 @@
-//! Just enough OpenAPI v3 for kubectl to see that every type takes server-side field validation
-//! (`fieldValidation`), so `kubectl create -f` leaves validation to the server instead of
-//! downloading schemas. No schemas are served: objects are stored as sent.
+//! Just enough OpenAPI for kubectl: v3 shows every type taking server-side field validation
+//! (`fieldValidation`), so a current `kubectl create -f` leaves validation to the server; v2 is
+//! an empty document, so an older kubectl's client-side validation finds no schema and skips.
+//! No schemas are served: objects are stored as sent.
 
 use serde_json::{Map, Value, json};
 
 use crate::catalog::Catalog;
+
+/// The media type of OpenAPI v2 in protobuf, which kubectl asks for.
+pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+
+/// The same as a `Content-Type` Go's MIME parser accepts (no `@`), as the API server sends it.
+pub const V2_PROTOBUF_CONTENT_TYPE: &str =
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// `/openapi/v2` in JSON: a document without paths or definitions. (In protobuf, the same
+/// empty document is zero bytes.)
+pub fn v2_json() -> Value {
+    json!({
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": "v1.35.0"},
+        "paths": {},
+        "definitions": {},
+    })
+}
 
 /// `/openapi/v3`: the group versions and where their documents are.
 pub fn root(catalog: &Catalog) -> Value {

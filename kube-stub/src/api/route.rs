@@ -23,6 +23,8 @@ pub enum Route<'a> {
         /// Version.
         version: &'a str,
     },
+    /// `/openapi/v2`: the OpenAPI v2 document (empty: no schemas).
+    OpenApiV2,
     /// `/openapi/v3`: where the group versions' OpenAPI documents are.
     OpenApiRoot,
     /// `/openapi/v3/api/v1` or `/openapi/v3/apis/GROUP/VERSION`.
@@ -58,6 +60,7 @@ pub fn parse<'a>(catalog: &'a Catalog, path: &'a str) -> Result<Route<'a>, ApiEr
         ["healthz" | "readyz" | "livez"] => return Ok(Route::Health),
         ["api"] => return Ok(Route::CoreVersions),
         ["apis"] => return Ok(Route::Groups),
+        ["openapi", "v2"] => return Ok(Route::OpenApiV2),
         ["openapi", "v3"] => return Ok(Route::OpenApiRoot),
         ["openapi", "v3", "api", version] => ("", *version, &[][..]),
         ["openapi", "v3", "apis", group, version] => (*group, *version, &[][..]),

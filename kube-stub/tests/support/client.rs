@@ -12,7 +12,7 @@ use kube::runtime::watcher;
 use sluice_kube_stub::{Options, StubServer};
 
 /// How long any awaited condition may take before the test fails.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub const WAIT: Duration = Duration::from_secs(30);
 
 /// Starts a stand-in with `options` and applies `yaml`.
 pub async fn start(options: Options, yaml: &str) -> StubServer {
