@@ -112,11 +112,28 @@ where
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or_default().to_string();
     let method = request.method().clone();
+    let aggregated = request
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(discovery::wants_aggregated);
     let route = route::parse(&shared.catalog, &path)?;
     let ok = |value: Value| Ok(json_response(StatusCode::OK, &value));
     match (&method, route) {
         (&Method::GET, Route::Version) => ok(discovery::version()),
         (&Method::GET, Route::Health) => Ok(text_response("ok")),
+        (&Method::GET, route @ (Route::CoreVersions | Route::Groups)) if aggregated => {
+            let core = route == Route::CoreVersions;
+            let mut response = json_response(
+                StatusCode::OK,
+                &discovery::aggregated(&shared.catalog, core),
+            );
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                http::HeaderValue::from_static(discovery::AGGREGATED_V2),
+            );
+            Ok(response)
+        }
         (&Method::GET, Route::CoreVersions) => ok(discovery::core_versions(&shared.address)),
         (&Method::GET, Route::Groups) => ok(discovery::groups(&shared.catalog)),
         (&Method::GET, Route::Group(group)) => ok(discovery::group(&shared.catalog, group)),

@@ -273,11 +273,23 @@ async fn discovery_finds_the_served_istio_versions() {
         ("v1", "virtualservices")
     );
     assert!(caps.supports_operation(kube::discovery::verbs::WATCH));
-    let everything = Discovery::new(client).run().await.unwrap();
-    assert!(everything.has_group("sluice.dev"));
-    assert!(everything.has_group("discovery.k8s.io"));
-    let core = everything.get("").expect("core group");
-    assert!(core.recommended_kind("Service").is_some());
+    let plain = Discovery::new(client.clone()).run().await.unwrap();
+    let aggregated = Discovery::new(client).run_aggregated().await.unwrap();
+    for everything in [plain, aggregated] {
+        assert!(everything.has_group("sluice.dev"));
+        assert!(everything.has_group("discovery.k8s.io"));
+        let istio = everything
+            .get("networking.istio.io")
+            .expect("the Istio group");
+        assert_eq!(
+            istio.versions().collect::<Vec<_>>(),
+            ["v1", "v1beta1", "v1alpha3"]
+        );
+        let (vs, _) = istio.recommended_kind("VirtualService").unwrap();
+        assert_eq!(vs.api_version, "networking.istio.io/v1");
+        let core = everything.get("").expect("core group");
+        assert!(core.recommended_kind("Service").is_some());
+    }
 
     let options = Options {
         catalog: Catalog::kubernetes().with_istio(&[IstioVersion::V1alpha3]),
@@ -289,6 +301,13 @@ async fn discovery_finds_the_served_istio_versions() {
         .await
         .unwrap();
     assert_eq!(group.versions().collect::<Vec<_>>(), ["v1alpha3"]);
-    let everything = Discovery::new(client).run().await.unwrap();
-    assert!(!everything.has_group("sluice.dev"), "MeshConfig not served");
+    let plain = Discovery::new(client.clone()).run().await.unwrap();
+    let aggregated = Discovery::new(client).run_aggregated().await.unwrap();
+    for everything in [plain, aggregated] {
+        assert!(!everything.has_group("sluice.dev"), "MeshConfig not served");
+        let istio = everything
+            .get("networking.istio.io")
+            .expect("the Istio group");
+        assert_eq!(istio.versions().collect::<Vec<_>>(), ["v1alpha3"]);
+    }
 }

@@ -1,5 +1,6 @@
 //! Discovery documents: `/version`, `/api`, `/apis`, `/apis/GROUP` and the resource lists of each
-//! group version, in the plain (not aggregated) form every client understands.
+//! group version in the plain form every client understands, and `/api` and `/apis` in the
+//! aggregated form (`apidiscovery.k8s.io/v2`) for clients that ask for it.
 
 use serde_json::{Value, json};
 
@@ -65,6 +66,65 @@ pub fn group(catalog: &Catalog, name: &str) -> Value {
     document["kind"] = json!("APIGroup");
     document["apiVersion"] = json!("v1");
     document
+}
+
+/// The media type of aggregated discovery v2, as clients name it in `Accept`.
+pub const AGGREGATED_V2: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether an `Accept` header asks for aggregated discovery v2.
+pub fn wants_aggregated(accept: &str) -> bool {
+    accept
+        .split(',')
+        .any(|media| media.replace(' ', "") == AGGREGATED_V2)
+}
+
+/// `/api` (`core`) or `/apis` as an APIGroupDiscoveryList: every group with its versions, most
+/// preferred first, and their resources.
+pub fn aggregated(catalog: &Catalog, core: bool) -> Value {
+    let groups: Vec<(String, Vec<String>)> = if core {
+        vec![(String::new(), vec!["v1".to_string()])]
+    } else {
+        catalog.groups()
+    };
+    let items: Vec<Value> = groups
+        .iter()
+        .map(|(group, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|version| aggregated_version(catalog, group, version))
+                .collect();
+            let mut metadata = json!({"creationTimestamp": null});
+            if !group.is_empty() {
+                metadata["name"] = json!(group);
+            }
+            json!({"metadata": metadata, "versions": versions})
+        })
+        .collect();
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": items,
+    })
+}
+
+fn aggregated_version(catalog: &Catalog, group: &str, version: &str) -> Value {
+    let resources: Vec<Value> = catalog
+        .at_version(group, version)
+        .map(|t| {
+            json!({
+                "resource": t.plural,
+                "responseKind": {"group": t.group, "version": version, "kind": t.kind},
+                "scope": if t.namespaced { "Namespaced" } else { "Cluster" },
+                "singularResource": t.singular,
+                "verbs": VERBS,
+                "shortNames": t.short_names,
+                "categories": t.categories,
+            })
+        })
+        .collect();
+    json!({"version": version, "resources": resources, "freshness": "Current"})
 }
 
 /// `/api/v1` or `/apis/GROUP/VERSION`: APIResourceList.
