@@ -117,6 +117,11 @@ impl ApiError {
         )
     }
 
+    /// 415 UnsupportedMediaType for a patch this stand-in cannot apply faithfully.
+    pub fn unsupported_patch(message: String) -> Self {
+        Self::new(415, "UnsupportedMediaType", message)
+    }
+
     /// 422 Invalid: the object breaks a rule; `field` is its path.
     pub fn invalid(resource: &ResourceType, name: &str, field: &str, message: &str) -> Self {
         Self::new(

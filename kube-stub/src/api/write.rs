@@ -76,8 +76,10 @@ impl PatchKind {
             "application/merge-patch+json" => Ok(Self::Merge),
             "application/strategic-merge-patch+json" if builtin => Ok(Self::StrategicMerge),
             "application/json-patch+json" => Ok(Self::Json),
-            "application/apply-patch+yaml" => Err(ApiError::unsupported_media_type(
-                "application/apply-patch+yaml (server-side apply is not implemented by this stand-in)",
+            "application/apply-patch+yaml" => Err(ApiError::unsupported_patch(
+                "server-side apply (application/apply-patch+yaml) is not implemented by this \
+                 stand-in: send a merge patch, a JSON patch, or PUT the object"
+                    .into(),
             )),
             other => Err(ApiError::unsupported_media_type(other)),
         }
@@ -95,10 +97,11 @@ impl PatchKind {
                 let patch: Value =
                     serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
                 if let Some(directive) = first_directive(&patch) {
-                    return Err(ApiError::unsupported_media_type(&format!(
-                        "application/strategic-merge-patch+json with the directive {directive:?} \
-                         (this stand-in applies a strategic merge patch as a JSON merge patch, \
-                         which is right for maps such as labels, not for lists)"
+                    return Err(ApiError::unsupported_patch(format!(
+                        "strategic merge patch directive {directive:?} is not supported by this \
+                         stand-in: it applies a strategic merge patch as a JSON merge patch, which \
+                         is right for maps such as labels and annotations, not for lists; send a \
+                         merge patch or a JSON patch"
                     )));
                 }
                 json_patch::merge(object, &patch);
