@@ -41,12 +41,12 @@ pub enum StubError {
         kind: String,
     },
     /// The store refused the object, as the API server would.
-    #[error("{place}: {source}")]
+    #[error("{place}: {error}")]
     Rejected {
         /// `doc N (Kind namespace/name)` or the object named.
         place: String,
-        /// The API error.
-        source: ApiError,
+        /// The API error (in the message, so not also a source).
+        error: ApiError,
     },
 }
 

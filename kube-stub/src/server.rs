@@ -59,12 +59,12 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     /// The listen address.
-    #[error("listening on {address}: {source}")]
+    #[error("listening on {address}: {error}")]
     Listen {
         /// The address.
         address: SocketAddr,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The cluster's initial namespaces could not be made.
     #[error("making the initial namespaces: {0}")]
@@ -89,13 +89,13 @@ impl StubServer {
         let listener =
             TcpListener::bind(options.listen)
                 .await
-                .map_err(|source| StartError::Listen {
+                .map_err(|error| StartError::Listen {
                     address: options.listen,
-                    source,
+                    error,
                 })?;
-        let address = listener.local_addr().map_err(|source| StartError::Listen {
+        let address = listener.local_addr().map_err(|error| StartError::Listen {
             address: options.listen,
-            source,
+            error,
         })?;
         let serves_namespaces = options.catalog.by_kind("", "Namespace").is_some();
         let shared = Arc::new(Shared {
@@ -181,9 +181,9 @@ impl StubServer {
             .shared
             .store
             .get(resource, namespace, name)
-            .map_err(|source| StubError::Rejected {
+            .map_err(|error| StubError::Rejected {
                 place: place(),
-                source,
+                error,
             })?;
         Ok(api::present(&object, resource, version))
     }
@@ -202,9 +202,9 @@ impl StubServer {
             .store
             .delete(resource, namespace, name)
             .map(drop)
-            .map_err(|source| StubError::Rejected {
+            .map_err(|error| StubError::Rejected {
                 place: place(),
-                source,
+                error,
             })
     }
 
@@ -275,10 +275,10 @@ fn apply(shared: &Shared, yaml: &str) -> Result<Vec<Value>, StubError> {
             .and_then(|()| shared.store.upsert(resource, document.object.clone()));
         match result {
             Ok(object) => stored.push(object.as_ref().clone()),
-            Err(source) => {
+            Err(error) => {
                 return Err(StubError::Rejected {
                     place: document.place(),
-                    source,
+                    error,
                 });
             }
         }

@@ -327,3 +327,61 @@ async fn kubectl_sees_only_the_served_istio_version() {
     assert!(!versions.contains("networking.istio.io/v1\n"), "{versions}");
     assert!(!versions.contains("sluice.dev"), "{versions}");
 }
+
+#[tokio::test]
+async fn the_binary_serves_files_for_kubectl() {
+    let dir = std::env::temp_dir().join(format!("sluice-kube-stub-binary-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let objects = dir.join("objects.yaml");
+    std::fs::write(&objects, format!("{}{ISTIO}", services("shop", 1))).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice-kube-stub"))
+        .args(["--listen", "127.0.0.1:0", "--token", "binary-token"])
+        .args(["--istio-versions", "v1alpha3", "--no-meshconfig"])
+        .arg("--kubeconfig-out")
+        .arg(&kubeconfig)
+        .arg(&objects)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start sluice-kube-stub");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let serving = tokio::time::timeout(WAIT, stdout.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("sluice-kube-stub printed nothing within {WAIT:?}"))
+        .unwrap()
+        .expect("sluice-kube-stub exited before serving");
+    assert!(
+        serving.starts_with("serving https://127.0.0.1:"),
+        "{serving}"
+    );
+
+    let binary = find_kubectl();
+    let out = Command::new(binary)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .args(["get", "vs", "-n", "shop", "-o", "yaml"])
+        .env_remove("KUBECONFIG")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml: Value = serde_norway::from_str(&text).unwrap();
+    assert_eq!(
+        yaml["items"][0]["apiVersion"],
+        "networking.istio.io/v1alpha3"
+    );
+    let config = std::fs::read_to_string(&kubeconfig).unwrap();
+    assert!(config.contains("token: binary-token"), "{config}");
+    child.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

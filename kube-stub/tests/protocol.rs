@@ -350,3 +350,36 @@ async fn reads_and_writes_answer_as_the_api_server_does() {
     assert!(deleted.is_left(), "the deleted object comes back");
     assert!(v1.get_opt("reviews").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn extra_names_extend_the_serving_certificate() {
+    // 127.0.0.2 is loopback but not among the certificate's default names.
+    let options = Options {
+        listen: "127.0.0.2:0".parse().unwrap(),
+        extra_names: vec!["127.0.0.2".into()],
+        ..Options::default()
+    };
+    let server = start(options, "").await;
+    assert!(
+        server.url().starts_with("https://127.0.0.2:"),
+        "{}",
+        server.url()
+    );
+    let api: Api<Service> = Api::all(client(&server).await);
+    assert!(
+        api.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    let options = Options {
+        listen: "127.0.0.2:0".parse().unwrap(),
+        ..Options::default()
+    };
+    let unnamed = start(options, "").await;
+    let api: Api<Service> = Api::all(client(&unnamed).await);
+    let err = api.list(&ListParams::default()).await.unwrap_err();
+    assert!(!matches!(err, Error::Api(_)), "TLS refuses the name: {err}");
+}
