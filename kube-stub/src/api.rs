@@ -118,6 +118,14 @@ where
         .and_then(|v| v.to_str().ok())
         .is_some_and(discovery::wants_aggregated);
     let route = route::parse(&shared.catalog, &path)?;
+    let dry_run =
+        form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "dryRun" && !v.is_empty());
+    if dry_run && method != Method::GET {
+        // Refused rather than ignored: ignoring it would make a dry run write.
+        return Err(ApiError::bad_request(
+            "dryRun is not supported by this stand-in (the request would have changed objects)",
+        ));
+    }
     let ok = |value: Value| Ok(json_response(StatusCode::OK, &value));
     match (&method, route) {
         (&Method::GET, Route::Version) => ok(discovery::version()),
