@@ -2,13 +2,14 @@
 //! config a proxy compiles, with Istio's semantics.
 //!
 //! The core is pure: watchers (added later) hand it objects, it returns
-//! [`Resource`](sluice_api::Resource)s and diagnostics, which the proxy compiles with
-//! `Model::compile` as in local mode.
+//! [`Resource`](sluice_api::Resource)s and diagnostics, and [`view::view`] picks the part
+//! one proxy needs, which the proxy compiles with `Model::compile` as in local mode.
 //! One bad object is reported and left out; it never blocks the rest.
 
 #[cfg(test)]
 mod fixtures;
 pub mod translate;
+pub mod view;
 
 use std::sync::Arc;
 
