@@ -8,6 +8,7 @@
 
 #[cfg(test)]
 mod fixtures;
+pub mod istio_objects;
 pub mod translate;
 pub mod view;
 
