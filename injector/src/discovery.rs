@@ -9,6 +9,8 @@
 #[cfg(test)]
 mod fixtures;
 pub mod istio_objects;
+#[cfg(test)]
+mod tests;
 pub mod translate;
 pub mod view;
 
