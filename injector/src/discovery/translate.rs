@@ -14,6 +14,12 @@
 //! Services without a selector are no different: their EndpointSlices are written by
 //! hand, and are read the same way. The annotation `networking.istio.io/exportTo`
 //! becomes the ServiceEntry's `exportTo`.
+//!
+//! The output is what `Model::compile` reads; `sluice_api::validate`'s ServiceEntry
+//! rules, written for hand-made entries, reject two shapes Kubernetes produces: a
+//! headless Service's endpoints under resolution NONE, and a Service with no ready
+//! endpoint (STATIC without endpoints, which the proxy answers with 503 "no healthy
+//! upstream", as Istio does). Translated Services are checked here instead.
 
 mod endpoints;
 mod protocol;
