@@ -31,6 +31,7 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Pod, Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sluice_api::diagnostic::{Diagnostic, Severity};
 use sluice_api::host::CLUSTER_DOMAIN;
 use sluice_api::istio::service_entry::{
@@ -221,40 +222,34 @@ fn kind(spec: &ServiceSpec, report: &mut Report) -> Option<Kind> {
     {
         return Some(Kind::ExternalName(target.to_string()));
     }
-    let (path, ips): (&str, Vec<&str>) = match &spec.cluster_ips {
-        Some(ips) if !ips.is_empty() => {
-            ("spec.clusterIPs", ips.iter().map(String::as_str).collect())
-        }
-        _ => (
-            "spec.clusterIP",
-            spec.cluster_ip
-                .as_deref()
-                .into_iter()
-                .filter(|ip| !ip.is_empty())
-                .collect(),
-        ),
+    // `clusterIPs` (dual-stack) when set, else `clusterIP`; each with its field path.
+    let ips: Vec<(String, &str)> = match &spec.cluster_ips {
+        Some(ips) if !ips.is_empty() => ips
+            .iter()
+            .enumerate()
+            .map(|(i, ip)| (format!("spec.clusterIPs[{i}]"), ip.as_str()))
+            .collect(),
+        _ => spec
+            .cluster_ip
+            .iter()
+            .filter(|ip| !ip.is_empty())
+            .map(|ip| ("spec.clusterIP".to_string(), ip.as_str()))
+            .collect(),
     };
-    if spec.cluster_ip.as_deref() == Some("None") || ips == ["None"] {
+    if spec.cluster_ip.as_deref() == Some("None") || ips.iter().any(|(_, ip)| *ip == "None") {
         return Some(Kind::Headless);
     }
     let mut addresses = Vec::new();
-    for (i, ip) in ips.iter().enumerate() {
-        match ip.parse::<IpAddr>() {
-            Ok(ip) => addresses.push(ip.to_string()),
-            Err(_) => {
-                let at = if path == "spec.clusterIPs" {
-                    format!("{path}[{i}]")
-                } else {
-                    path.to_string()
-                };
-                report.push(
-                    Severity::Error,
-                    &at,
-                    format!("\"{ip}\" is not an IP address (nor \"None\" for a headless Service); the Service is left out"),
-                );
-                return None;
-            }
-        }
+    for (path, ip) in ips {
+        let Ok(ip) = ip.parse::<IpAddr>() else {
+            report.push(
+                Severity::Error,
+                &path,
+                format!("\"{ip}\" is not an IP address (nor \"None\" for a headless Service); the Service is left out"),
+            );
+            return None;
+        };
+        addresses.push(ip.to_string());
     }
     Some(Kind::ClusterIp(addresses))
 }
@@ -313,7 +308,7 @@ fn ports(spec: &ServiceSpec, report: &mut Report) -> Vec<ServicePort> {
     out
 }
 
-fn export_to(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Vec<String> {
+fn export_to(meta: &ObjectMeta) -> Vec<String> {
     meta.annotations
         .as_ref()
         .and_then(|a| a.get(EXPORT_TO_ANNOTATION))
@@ -327,7 +322,7 @@ fn export_to(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) 
         .unwrap_or_default()
 }
 
-fn namespace_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
+fn namespace_of(meta: &ObjectMeta) -> &str {
     meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
 }
 
