@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod discovery;
 pub mod inject;
 pub mod manifest;
 pub mod webhook;
