@@ -9,6 +9,7 @@
 #[cfg(test)]
 mod fixtures;
 pub mod istio_objects;
+pub mod state;
 #[cfg(test)]
 mod tests;
 pub mod translate;

@@ -132,15 +132,15 @@ fn a_bad_object_is_reported_and_left_out() {
             "spec.http[0].rout",
         ),
         (
-            // Validation: weights of several destinations must add up to 100.
+            // Validation: weights are relative, but not all of them may be 0.
             object(
                 "networking.istio.io/v1beta1",
                 "VirtualService",
                 "shop",
                 "weights",
                 json!({"hosts": ["reviews"], "http": [{"route": [
-                    {"destination": {"host": "reviews", "subset": "v1"}, "weight": 60},
-                    {"destination": {"host": "reviews", "subset": "v2"}, "weight": 60}
+                    {"destination": {"host": "reviews", "subset": "v1"}, "weight": 0},
+                    {"destination": {"host": "reviews", "subset": "v2"}, "weight": 0}
                 ]}]}),
             ),
             "VirtualService shop/weights",
@@ -151,11 +151,11 @@ fn a_bad_object_is_reported_and_left_out() {
                 "networking.istio.io/v1alpha3",
                 "ServiceEntry",
                 "shop",
-                "no-ports",
-                json!({"hosts": ["db.example.com"]}),
+                "unnamed-port",
+                json!({"hosts": ["db.example.com"], "ports": [{"number": 5432, "protocol": "TCP"}]}),
             ),
-            "ServiceEntry shop/no-ports",
-            "spec.ports",
+            "ServiceEntry shop/unnamed-port",
+            "spec.ports[0].name",
         ),
     ];
     for (object, subject, path) in cases {
@@ -181,18 +181,18 @@ fn validation_failure_says_the_object_is_left_out() {
         "networking.istio.io/v1",
         "ServiceEntry",
         "shop",
-        "no-ports",
-        json!({"hosts": ["db.example.com"]}),
+        "unnamed-port",
+        json!({"hosts": ["db.example.com"], "ports": [{"number": 5432, "protocol": "TCP"}]}),
     ));
     assert_eq!(
         subjects_and_paths(&set),
         [
             (
                 Severity::Error,
-                Some("ServiceEntry shop/no-ports"),
-                Some("spec.ports")
+                Some("ServiceEntry shop/unnamed-port"),
+                Some("spec.ports[0].name")
             ),
-            (Severity::Note, Some("ServiceEntry shop/no-ports"), None),
+            (Severity::Note, Some("ServiceEntry shop/unnamed-port"), None),
         ]
     );
     assert!(set.diagnostics[1].message.contains("left out"));
