@@ -39,3 +39,18 @@ pub async fn client_config(kubeconfig: Option<&Path>) -> Result<kube::Config, Cl
         .await
         .map_err(error)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_kubeconfig_that_cannot_be_read_is_an_error_naming_the_file() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for path in [dir.join("no-such.kubeconfig"), dir.join("Cargo.toml")] {
+            let error = client_config(Some(&path)).await.unwrap_err();
+            let prefix = format!("kubeconfig {}: ", path.display());
+            assert!(error.to_string().starts_with(&prefix), "{error}");
+        }
+    }
+}
