@@ -1,10 +1,11 @@
 //! Discovery: the Kubernetes objects the control plane watches, turned into the mesh
 //! config a proxy compiles, with Istio's semantics.
 //!
-//! The core is pure: watchers (added later) hand it objects, it returns
-//! [`Resource`](sluice_api::Resource)s and diagnostics, and [`view::view`] picks the part
-//! one proxy needs, which the proxy compiles with `Model::compile` as in local mode.
-//! One bad object is reported and left out; it never blocks the rest.
+//! The core is pure: the [`watch`]ers hand it objects, it returns
+//! [`Resource`](sluice_api::Resource)s and diagnostics, published as versions through
+//! [`state`], and [`view::view`] picks the part one proxy needs, which the proxy
+//! compiles with `Model::compile` as in local mode. One bad object is reported and left
+//! out; it never blocks the rest.
 
 #[cfg(test)]
 mod fixtures;
@@ -14,6 +15,7 @@ pub mod state;
 mod tests;
 pub mod translate;
 pub mod view;
+pub mod watch;
 
 use std::sync::Arc;
 
