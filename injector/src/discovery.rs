@@ -9,6 +9,8 @@
 #[cfg(test)]
 mod fixtures;
 pub mod istio_objects;
+pub mod state;
+pub mod stream;
 #[cfg(test)]
 mod tests;
 pub mod translate;
