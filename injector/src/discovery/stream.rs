@@ -41,6 +41,8 @@ use proxies::Proxies;
 pub use proxies::{Nack, ProxyStatus};
 use wire::{Hello, Rendered};
 
+/// A proxy's lines are a hello, acks and nacks: a MiB is plenty.
+const MAX_LINE: usize = 1 << 20;
 /// How long a proxy has to say who it is once its stream is open.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -169,7 +171,7 @@ pub async fn serve(
 
 /// `POST /v1/discovery`: reads the hello, then streams updates while a task reads replies.
 async fn discover(State(discovery): State<Arc<Discovery>>, req: Request) -> Response {
-    let mut lines = Lines::new(req.into_body());
+    let mut lines = Lines::new(req.into_body(), MAX_LINE);
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, lines.next()).await {
         Ok(Some(Ok(line))) => match serde_json::from_slice::<Hello>(&line) {
             Ok(hello) if hello.namespace.is_empty() => Err("the hello names no namespace".into()),

@@ -28,6 +28,8 @@ use wire::Update;
 
 use super::{ConfigError, Store};
 
+/// The longest update line read: a full state of a large view is tens of MiB.
+const MAX_UPDATE: usize = 512 << 20;
 /// The first wait before reconnecting...
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// ...doubled after each failure up to this.
@@ -92,7 +94,7 @@ impl Stream {
             .await
             .map_err(|e| format!("request failed: {e}"))?;
         let status = response.status();
-        let mut lines = Lines::new(response.into_body());
+        let mut lines = Lines::new(response.into_body(), MAX_UPDATE);
         if !status.is_success() {
             let reason = match lines.next().await {
                 Some(Ok(line)) => String::from_utf8_lossy(&line).into_owned(),

@@ -4,9 +4,6 @@ use bytes::{Buf as _, Bytes, BytesMut};
 use http_body_util::BodyExt as _;
 use hyper::body::Body;
 
-/// A proxy's lines are a hello, acks and nacks: a MiB is plenty.
-const MAX_LINE: usize = 1 << 20;
-
 /// Why no line could be read.
 #[derive(Debug, thiserror::Error)]
 pub enum LineError {
@@ -14,8 +11,8 @@ pub enum LineError {
     #[error("the stream broke: {0}")]
     Body(String),
     /// A line grew past the limit without a newline.
-    #[error("a line is longer than {MAX_LINE} bytes")]
-    TooLong,
+    #[error("a line is longer than {0} bytes")]
+    TooLong(usize),
 }
 
 /// Reads a body line by line.
@@ -23,6 +20,9 @@ pub enum LineError {
 pub struct Lines<B> {
     body: B,
     buf: BytesMut,
+    /// How far `buf` is known to hold no newline (big lines are not scanned again per frame).
+    scanned: usize,
+    max: usize,
 }
 
 impl<B> Lines<B>
@@ -30,11 +30,13 @@ where
     B: Body + Unpin,
     B::Error: std::fmt::Display,
 {
-    /// Lines of `body`.
-    pub fn new(body: B) -> Lines<B> {
+    /// Lines of `body`, each at most `max` bytes.
+    pub fn new(body: B, max: usize) -> Lines<B> {
         Lines {
             body,
             buf: BytesMut::new(),
+            scanned: 0,
+            max,
         }
     }
 
@@ -42,15 +44,18 @@ where
     /// line without a newline counts).
     pub async fn next(&mut self) -> Option<Result<Bytes, LineError>> {
         loop {
-            if let Some(at) = self.buf.iter().position(|b| *b == b'\n') {
+            if let Some(found) = self.buf[self.scanned..].iter().position(|b| *b == b'\n') {
+                let at = self.scanned + found;
+                self.scanned = 0;
                 let line = self.buf.split_to(at + 1).freeze().slice(..at);
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
                 return Some(Ok(line));
             }
-            if self.buf.len() > MAX_LINE {
-                return Some(Err(LineError::TooLong));
+            self.scanned = self.buf.len();
+            if self.buf.len() > self.max {
+                return Some(Err(LineError::TooLong(self.max)));
             }
             match self.body.frame().await {
                 Some(Ok(frame)) => {
@@ -65,7 +70,10 @@ where
                 }
                 Some(Err(e)) => return Some(Err(LineError::Body(e.to_string()))),
                 None if self.buf.iter().all(u8::is_ascii_whitespace) => return None,
-                None => return Some(Ok(self.buf.split().freeze())),
+                None => {
+                    self.scanned = 0;
+                    return Some(Ok(self.buf.split().freeze()));
+                }
             }
         }
     }
@@ -83,11 +91,19 @@ mod tests {
                 .map(|c| Ok(hyper::body::Frame::data(Bytes::from(c))))
                 .collect();
         let body = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
-        let mut lines = Lines::new(body);
+        let mut lines = Lines::new(body, 64);
         let mut got = Vec::new();
         while let Some(line) = lines.next().await {
             got.push(String::from_utf8(line.unwrap().to_vec()).unwrap());
         }
         assert_eq!(got, [r#"{"a":1}"#, r#"{"b":2}"#, r#"{"c":3}"#]);
+    }
+
+    #[tokio::test]
+    async fn a_line_past_the_limit_is_an_error() {
+        let body = http_body_util::Full::new(Bytes::from(vec![b'x'; 100]));
+        let mut lines = Lines::new(body, 64);
+        let err = lines.next().await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("64 bytes"), "{err}");
     }
 }
