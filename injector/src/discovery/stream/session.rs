@@ -25,7 +25,7 @@ pub(super) async fn run(
     };
     tracing::info!(namespace = %hello.namespace, pod = %hello.pod_name, "proxy connected");
     let mut session = Session {
-        discovery: &discovery,
+        discovery: discovery.clone(),
         workload,
         sent: Sent::default(),
         tx: &tx,
@@ -63,7 +63,7 @@ pub(super) async fn run(
 }
 
 struct Session<'a> {
-    discovery: &'a Discovery,
+    discovery: Arc<Discovery>,
     workload: Workload,
     sent: Sent,
     tx: &'a tokio::sync::mpsc::Sender<Bytes>,
@@ -72,12 +72,21 @@ struct Session<'a> {
 
 impl Session<'_> {
     /// Sends what `config` changes for this proxy; false when the proxy is gone.
-    async fn push(&mut self, config: &ClusterConfig) -> bool {
+    async fn push(&mut self, config: &Arc<ClusterConfig>) -> bool {
         if !config.synced() {
             return true;
         }
-        let view = self.discovery.view_of(config, &self.workload);
-        let Some(update) = self.sent.update(config.version, view) else {
+        let (discovery, config, workload) = (
+            self.discovery.clone(),
+            config.clone(),
+            self.workload.clone(),
+        );
+        // Picking the view walks every resource: keep it off the async threads.
+        let viewing = move || (config.version, discovery.view_of(&config, &workload));
+        let Ok((version, view)) = tokio::task::spawn_blocking(viewing).await else {
+            return false;
+        };
+        let Some(update) = self.sent.update(version, view) else {
             return true;
         };
         if self.tx.send(Bytes::from(update.line())).await.is_err() {
