@@ -11,6 +11,7 @@
 mod fixtures;
 pub mod istio_objects;
 pub mod state;
+pub mod stream;
 #[cfg(test)]
 mod tests;
 pub mod translate;

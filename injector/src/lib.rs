@@ -7,6 +7,7 @@ pub mod demo;
 pub mod discovery;
 pub mod inject;
 pub mod manifest;
+pub mod serve;
 pub mod webhook;
 
 pub use config::InjectConfig;

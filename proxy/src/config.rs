@@ -1,7 +1,8 @@
-//! Config: load, validate and compile the YAML under `--config`, publish each
-//! good version atomically, keep the last good one when a change is bad, and
-//! watch the files for changes.
+//! Config: load, validate and compile the YAML under `--config` (watching the files for
+//! changes) or follow the control plane's [`discovery`] stream; publish each good version
+//! atomically and keep the last good one when a change is bad.
 
+pub mod discovery;
 mod watch;
 
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
@@ -30,6 +31,14 @@ pub enum ConfigError {
         /// The `--config` path.
         path: PathBuf,
         /// Each error, naming file, document, resource and field.
+        errors: Vec<String>,
+    },
+    /// A version from the control plane could not be loaded; it was nacked.
+    #[error("version {version} from the control plane rejected, the last good config stays in force:\n  {}", errors.join("\n  "))]
+    Discovery {
+        /// The control plane's version.
+        version: u64,
+        /// Each error, naming the Kubernetes object, resource and field.
         errors: Vec<String>,
     },
 }
@@ -72,6 +81,9 @@ impl Snapshot {
 pub struct Status {
     /// Version in force (0 before the first good config).
     pub version: u64,
+    /// The control plane's version in force (discovery mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery_version: Option<u64>,
     /// When it was applied.
     pub applied_at: Option<SystemTime>,
     /// Warnings of the version in force.
@@ -109,7 +121,7 @@ impl Store {
     /// A store serving `model` at once (tests).
     pub fn with_model(model: Model, metrics: ConfigMetrics) -> Store {
         let store = Store::new(metrics);
-        store.publish(model, Vec::new());
+        store.publish(model, Vec::new(), None);
         store
     }
 
@@ -153,12 +165,13 @@ impl Store {
             *last = Some(fingerprint);
         }
         match load(path, workload) {
-            Ok((model, warnings)) => self.publish(model, warnings),
+            Ok((model, warnings)) => self.publish(model, warnings, None),
             Err(err) => self.reject(&err),
         }
     }
 
-    fn publish(&self, model: Model, mut warnings: Vec<String>) {
+    /// Puts `model` in force (`discovery_version`: the control plane's version of it).
+    pub fn publish(&self, model: Model, mut warnings: Vec<String>, discovery_version: Option<u64>) {
         let version = self.status().version + 1;
         let services = model.registry.services.len();
         let hosts = model.routes.len();
@@ -169,6 +182,7 @@ impl Store {
             let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
             *status = Status {
                 version,
+                discovery_version,
                 applied_at: Some(SystemTime::now()),
                 warnings,
                 last_error: None,
@@ -177,10 +191,17 @@ impl Store {
         }
         self.metrics.version.set(version as i64);
         self.ready.send_replace(true);
-        tracing::info!(version, services, hosts, "config applied");
+        tracing::info!(
+            version,
+            ?discovery_version,
+            services,
+            hosts,
+            "config applied"
+        );
     }
 
-    fn reject(&self, err: &ConfigError) {
+    /// Records a change that was not applied; the config in force stays.
+    pub fn reject(&self, err: &ConfigError) {
         tracing::error!("{err}");
         self.metrics.reload_errors.inc();
         let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);

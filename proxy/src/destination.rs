@@ -68,8 +68,7 @@ pub fn resolve<'s>(
         .or_else(|| (service.ports.len() == 1).then(|| service.ports[0].number))
         .unwrap_or(dst.port());
     let protocol = service.port(port).map_or(Protocol::Detect, |p| p.protocol);
-    let passthrough = service.resolution == Resolution::None && service.endpoints.is_empty();
-    if balancer.is_empty() && !passthrough {
+    if balancer.is_empty() && !passes_through(service) {
         return Err(ProxyError::NoEndpoints(target.label()));
     }
     let settings = balancer.policy().for_port(port);
@@ -87,6 +86,13 @@ pub fn resolve<'s>(
     })
 }
 
+/// True for a service whose traffic goes where the app sent it: resolution NONE, as
+/// Istio's ORIGINAL_DST clusters. Its endpoints, when listed (a headless Service's Pods),
+/// say which service and subset an address belongs to, not where to send.
+fn passes_through(service: &Service) -> bool {
+    service.resolution == Resolution::None
+}
+
 impl Destination<'_> {
     /// The connect timeout: the DestinationRule's, else the mesh's.
     pub fn connect_timeout(&self, snap: &Snapshot) -> Duration {
@@ -96,7 +102,7 @@ impl Destination<'_> {
     }
 
     /// Chooses an endpoint; `dst` stands in when the service passes traffic
-    /// through (resolution NONE without endpoints, or a PASSTHROUGH balancer).
+    /// through (resolution NONE, or a PASSTHROUGH balancer).
     pub async fn pick(
         &self,
         sidecar: &Sidecar,
@@ -108,6 +114,9 @@ impl Destination<'_> {
             version: None,
             outstanding: None,
         };
+        if passes_through(self.service) {
+            return Ok(self.original(dst));
+        }
         if self.balancer.is_empty() {
             return Ok(original);
         }
@@ -164,6 +173,20 @@ impl Destination<'_> {
         match self.balancer.choose(chosen) {
             Choice::Endpoint(i, guard) => self.endpoint(&sidecar.dns, i, guard).await,
             Choice::OriginalDestination => Err(ProxyError::NoEndpoints(self.service.host.clone())),
+        }
+    }
+
+    /// The original destination of a passthrough service, with the `version` label of the
+    /// endpoint at that address when one is listed (a headless Service's Pod).
+    fn original(&self, dst: SocketAddr) -> Endpoint {
+        let listed = self.service.endpoints.iter().find(|e| match e.address {
+            EndpointAddress::Ip(ip) => ip == dst.ip(),
+            EndpointAddress::Dns(_) => false,
+        });
+        Endpoint {
+            addr: dst,
+            version: listed.and_then(|e| e.labels.get("version").cloned()),
+            outstanding: None,
         }
     }
 

@@ -102,11 +102,29 @@ impl Identity {
     }
 }
 
+/// Where the proxy's config comes from.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built once at start; boxing would only add noise"
+)]
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A YAML file or a directory of them, watched (`--config`).
+    Files(PathBuf),
+    /// The control plane's discovery stream (`--discovery`).
+    Discovery {
+        /// The control plane.
+        target: config::discovery::Target,
+        /// Who this proxy is.
+        hello: config::discovery::Hello,
+    },
+}
+
 /// Everything `run` needs, from flags and environment.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Config file or directory.
-    pub config: PathBuf,
+    /// Where config comes from.
+    pub source: Source,
     /// The workload this proxy serves.
     pub workload: Workload,
     /// Ports.
@@ -247,6 +265,27 @@ fn bind<T>(what: &'static str, port: u16, result: io::Result<T>) -> Result<T, Er
     result.map_err(|source| Error::Bind { what, port, source })
 }
 
+/// Starts following the config source: files are loaded once before returning (so a good
+/// config serves at once), then watched; the control plane's stream runs in the background.
+async fn follow(settings: &Settings, store: &Arc<Store>) {
+    let workload = settings.workload.clone();
+    match &settings.source {
+        Source::Files(path) => {
+            let (first, at, loading) = (store.clone(), path.clone(), workload.clone());
+            let _ = tokio::task::spawn_blocking(move || first.reload(&at, &loading)).await;
+            tokio::spawn(config::watch(path.clone(), workload, store.clone()));
+        }
+        Source::Discovery { target, hello } => {
+            tokio::spawn(config::discovery::follow(
+                target.clone(),
+                hello.clone(),
+                workload,
+                store.clone(),
+            ));
+        }
+    }
+}
+
 /// Runs the proxy until SIGTERM, SIGINT or `POST /quitquitquit` on the admin
 /// port, then drains (readiness answers 503 from then on) and returns.
 pub async fn run(
@@ -256,17 +295,7 @@ pub async fn run(
 ) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new(settings.access_log));
     let store = Arc::new(Store::new(metrics.config.clone()));
-    let (path, workload, first) = (
-        settings.config.clone(),
-        settings.workload.clone(),
-        store.clone(),
-    );
-    let _ = tokio::task::spawn_blocking(move || first.reload(&path, &workload)).await;
-    tokio::spawn(config::watch(
-        settings.config.clone(),
-        settings.workload.clone(),
-        store.clone(),
-    ));
+    follow(&settings, &store).await;
 
     let ports = settings.ports;
     let (drain_signal, watch) = drain::channel();

@@ -8,21 +8,35 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use sluice_api::model::Workload;
+use sluice_proxy::config::discovery::{Hello, Target};
 use sluice_proxy::listener::{self, DEFAULT_TPROXY_MARK, Mode};
 use sluice_proxy::probe::AppProbes;
-use sluice_proxy::{Ports, Settings, logging, podinfo};
+use sluice_proxy::{Ports, Settings, Source, logging, podinfo};
 
 /// The sluice sidecar proxy: routes a pod's captured traffic by Istio's
 /// VirtualService, DestinationRule and ServiceEntry rules.
 #[derive(Debug, Parser)]
 #[command(name = "sluice-proxy", version, max_term_width = 100)]
 #[command(subcommand_negates_reqs = true)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["config", "discovery"]))]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
     /// Config: a YAML file or a directory of them (watched; changes apply atomically).
-    #[arg(long, env = "SLUICE_CONFIG", value_name = "PATH", required = true)]
+    #[arg(long, env = "SLUICE_CONFIG", value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Config from the control plane instead: `https://HOST:PORT` (with `--discovery-ca`), or
+    /// `http://HOST:PORT` for plain text in local tests.
+    #[arg(long, env = "SLUICE_DISCOVERY", value_name = "URL")]
+    discovery: Option<String>,
+    /// The PEM certificate(s) that signed the control plane's certificate (for `https://`).
+    #[arg(
+        long,
+        env = "SLUICE_DISCOVERY_CA",
+        value_name = "FILE",
+        conflicts_with = "config"
+    )]
+    discovery_ca: Option<PathBuf>,
     /// Namespace of the workload; short host names resolve against it.
     #[arg(long, env = "SLUICE_NAMESPACE", default_value = "default")]
     namespace: String,
@@ -32,10 +46,12 @@ struct Args {
     /// The downward-API labels file (`key="value"` per line); `--labels` adds and overrides.
     #[arg(long, env = "SLUICE_LABELS_FILE", value_name = "PATH")]
     labels_file: Option<PathBuf>,
-    /// Name of the pod (names the workload in metrics when it has no `app` label).
+    /// Name of the pod (names the workload in metrics when it has no `app` label, and the
+    /// proxy to the control plane).
     #[arg(long, env = "SLUICE_POD_NAME")]
     pod_name: Option<String>,
-    /// Service account of the pod (informational until the mesh has identities).
+    /// Service account of the pod (told to the control plane; informational until the mesh
+    /// has identities).
     #[arg(long, env = "SLUICE_SERVICE_ACCOUNT")]
     service_account: Option<String>,
     /// The app's rewritten kubelet probes (JSON: path → original action), served on the health port.
@@ -59,7 +75,8 @@ struct Args {
         value_parser = listener::parse_mark
     )]
     tproxy_mark: u32,
-    /// IP address of the pod (informational; inbound uses each connection's original destination).
+    /// IP address of the pod (told to the control plane; inbound uses each connection's
+    /// original destination).
     #[arg(long, env = "SLUICE_POD_IP")]
     pod_ip: Option<std::net::IpAddr>,
     /// Port for captured outbound traffic.
@@ -118,6 +135,26 @@ fn duration(text: &str) -> Result<Duration, String> {
     sluice_api::duration::Duration::parse(text).map(|d| d.get())
 }
 
+/// `--config`, or `--discovery` with who this proxy is.
+fn source(args: &Args, workload: &Workload) -> anyhow::Result<Source> {
+    if let Some(path) = &args.config {
+        return Ok(Source::Files(path.clone()));
+    }
+    let url = args
+        .discovery
+        .as_deref()
+        .context("give --config PATH or --discovery URL")?;
+    let target = Target::new(url, args.discovery_ca.as_deref())?;
+    let hello = Hello {
+        namespace: workload.namespace.clone(),
+        pod_name: args.pod_name.clone().unwrap_or_default(),
+        labels: workload.labels.clone(),
+        pod_ip: args.pod_ip.map(|ip| ip.to_string()),
+        service_account: args.service_account.clone(),
+    };
+    Ok(Source::Discovery { target, hello })
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // One worker needs no work stealing: the single-threaded scheduler is cheaper per task.
@@ -147,12 +184,13 @@ fn main() -> anyhow::Result<()> {
     let app_probes = AppProbes::parse(&args.app_probes, args.pod_ip)?;
     let set_level = logging::init(&args.log_level, matches!(args.log_format, LogFormat::Json))
         .map_err(anyhow::Error::msg)?;
+    let workload = Workload {
+        namespace: args.namespace.clone(),
+        labels,
+    };
     let settings = Settings {
-        config: args.config.clone().context("--config is required")?,
-        workload: Workload {
-            namespace: args.namespace.clone(),
-            labels,
-        },
+        source: source(&args, &workload)?,
+        workload,
         ports: Ports {
             outbound: args.outbound_port,
             inbound: args.inbound_port,

@@ -107,7 +107,7 @@ async fn quitquitquit_drains_and_returns() {
         metrics: free_port(),
     };
     let settings = Settings {
-        config: dir.clone(),
+        source: sluice_proxy::Source::Files(dir.clone()),
         workload: Workload::default(),
         ports,
         drain_timeout: Duration::from_secs(5),

@@ -146,6 +146,60 @@ async fn weights_apply_per_request_on_one_http2_connection() {
     assert_eq!(v2_count, 10);
 }
 
+/// A Kubernetes headless Service as discovery translates it: resolution NONE with its Pods
+/// as endpoints (a shape `validate` refuses in hand-written config, hence no validation).
+fn headless(v1: SocketAddr, v2: SocketAddr) -> sluice_api::model::Model {
+    let yaml = format!(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: catalog, namespace: default}}
+spec:
+  hosts: [catalog.default.svc.cluster.local]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: NONE
+  location: MESH_INTERNAL
+  endpoints:
+  - {{address: {}, ports: {{http: {}}}, labels: {{version: v1}}}}
+  - {{address: {}, ports: {{http: {}}}, labels: {{version: v2}}}}
+"#,
+        v1.ip(),
+        v1.port(),
+        v2.ip(),
+        v2.port()
+    );
+    let set = sluice_api::load_str("headless.yaml", &yaml);
+    assert!(!set.has_errors(), "{:?}", set.diagnostics);
+    let workload = sluice_api::model::Workload {
+        namespace: "default".into(),
+        ..Default::default()
+    };
+    sluice_api::model::Model::compile(&set.resources, &workload)
+}
+
+#[tokio::test]
+async fn a_headless_service_forwards_to_the_pod_the_app_dialled() {
+    let v1 = echo_app("127.0.0.1", "catalog", "v1").await;
+    let v2 = echo_app("127.0.0.2", "catalog", "v2").await;
+    let proxy = Proxy::start(headless(v1.local_addr(), v2.local_addr()));
+    for (pod, app) in [
+        (v1.local_addr(), "catalog-v1"),
+        (v2.local_addr(), "catalog-v2"),
+    ] {
+        let addr = proxy.outbound(&pod.to_string()).await;
+        for _ in 0..4 {
+            let reply = get(addr, "catalog-0.catalog", "/", &[]).await;
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            assert_eq!(reply.app(), app, "never balanced to the other Pod");
+        }
+    }
+    let metrics = proxy.sidecar.metrics.encode();
+    assert!(
+        metrics.contains(r#"destination_version="v2",response_code="200"} 4"#),
+        "the Pod's labels still name the version: {metrics}"
+    );
+}
+
 #[tokio::test]
 async fn unknown_destinations_follow_the_outbound_policy() {
     let outside = echo_app("127.0.0.3", "outside", "v1").await;

@@ -46,6 +46,12 @@ impl Proxy {
     pub fn start(model: Model) -> Proxy {
         let metrics = Arc::new(Metrics::new(false));
         let store = Arc::new(Store::with_model(model, metrics.config.clone()));
+        Proxy::serving(store, metrics)
+    }
+
+    /// Starts a core serving what `store` holds, as it changes (`metrics.config` is the
+    /// store's).
+    pub fn serving(store: Arc<Store>, metrics: Arc<Metrics>) -> Proxy {
         let routes: Arc<Mutex<HashMap<u16, SocketAddr>>> = Arc::default();
         let table = routes.clone();
         let orig_dst = move |s: &TcpStream| {

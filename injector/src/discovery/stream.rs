@@ -1,0 +1,232 @@
+//! The discovery stream: each connected proxy gets the part of the cluster's mesh config
+//! it needs (its [`view`](super::view::view)), versioned: the full state on connect, then
+//! only what changed; it acknowledges or rejects each version.
+//!
+//! HTTP/2 with JSON lines (see [`wire`]): `POST /v1/discovery` carries the proxy's hello
+//! and replies up, the updates down, on one long-lived stream. Beside it on the same
+//! listener: `GET /v1/proxies` (each proxy's versions, for `sluice check`),
+//! `GET /v1/rejected` (objects left out of the config), `GET /healthz/ready` (200 once the
+//! watchers have synced) and `GET /metrics`.
+
+mod diff;
+mod lines;
+mod metrics;
+mod proxies;
+mod session;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use sluice_api::model::Workload;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+use super::state::{ClusterConfig, Subscriber};
+use super::view::view;
+use crate::webhook::{CertStore, server_config};
+use lines::Lines;
+pub use metrics::Metrics;
+use proxies::Proxies;
+pub use proxies::{Nack, ProxyStatus};
+use wire::{Hello, Rendered};
+
+/// A proxy's lines are a hello, acks and nacks: a MiB is plenty.
+const MAX_LINE: usize = 1 << 20;
+/// How long a proxy has to say who it is once its stream is open.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The stream's shared state: the published config, the connected proxies, metrics.
+#[derive(Debug)]
+pub struct Discovery {
+    config: Subscriber,
+    proxies: Arc<Proxies>,
+    metrics: Arc<Metrics>,
+    rendered: Mutex<Option<Arc<Rendering>>>,
+    closing: watch::Sender<bool>,
+}
+
+/// Every resource of one version rendered for the wire, once for all proxies.
+#[derive(Debug)]
+struct Rendering {
+    version: u64,
+    by_id: HashMap<String, Rendered>,
+}
+
+impl Discovery {
+    /// A stream serving the versions published to `config`.
+    pub fn new(config: Subscriber) -> Arc<Discovery> {
+        let metrics = Arc::new(Metrics::default());
+        Arc::new(Discovery {
+            config,
+            proxies: Arc::new(Proxies::new(metrics.clone())),
+            metrics,
+            rendered: Mutex::default(),
+            closing: watch::channel(false).0,
+        })
+    }
+
+    /// The connected proxies, by namespace and pod.
+    pub fn proxies(&self) -> Vec<ProxyStatus> {
+        self.proxies.list()
+    }
+
+    /// The metrics (also served at `/metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Ends every stream (the proxies reconnect, to another replica).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// The rendered resources of `proxy`'s view of `config`, in order.
+    fn view_of(&self, config: &ClusterConfig, proxy: &Workload) -> Vec<Rendered> {
+        let rendering = self.rendering(config);
+        let mut seen = std::collections::HashSet::new();
+        view(&config.resources, proxy)
+            .iter()
+            .filter_map(|r| rendering.by_id.get(&wire::id(&r.origin)))
+            .filter(|r| seen.insert(r.id.clone()))
+            .cloned()
+            .collect()
+    }
+
+    fn rendering(&self, config: &ClusterConfig) -> Arc<Rendering> {
+        let mut cached = self.rendered.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(r) = cached.as_ref().filter(|r| r.version == config.version) {
+            return r.clone();
+        }
+        let mut by_id = HashMap::with_capacity(config.resources.len());
+        for r in &config.resources {
+            let id = wire::id(&r.origin);
+            let doc = match wire::doc(r) {
+                Ok(doc) => doc,
+                Err(e) => {
+                    tracing::error!(resource = %r.title(), origin = %r.origin, error = %e, "cannot render the resource for the proxies; left out");
+                    continue;
+                }
+            };
+            if by_id.contains_key(&id) {
+                tracing::warn!(resource = %r.title(), %id, "two resources come from the same object; the first is served");
+                continue;
+            }
+            let rendered = Rendered {
+                id: id.as_str().into(),
+                doc: doc.into(),
+            };
+            by_id.insert(id, rendered);
+        }
+        let rendering = Arc::new(Rendering {
+            version: config.version,
+            by_id,
+        });
+        *cached = Some(rendering.clone());
+        rendering
+    }
+}
+
+/// The HTTP routes.
+pub fn router(discovery: Arc<Discovery>) -> Router {
+    Router::new()
+        .route("/v1/discovery", post(discover))
+        .route("/v1/proxies", get(proxies))
+        .route("/v1/rejected", get(rejected))
+        .route("/healthz/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(discovery)
+}
+
+/// Serves the stream on `listener` (TLS with the certificate of `certs`, else plain text,
+/// for local tests only) until `shutdown` completes; then ends every stream.
+pub async fn serve(
+    listener: TcpListener,
+    discovery: Arc<Discovery>,
+    certs: Option<Arc<CertStore>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), rustls::Error> {
+    let tls = match certs {
+        Some(certs) => Some(TlsAcceptor::from(server_config(certs)?)),
+        None => None,
+    };
+    let closing = discovery.clone();
+    let shutdown = async move {
+        shutdown.await;
+        closing.close();
+    };
+    crate::serve::serve(listener, router(discovery), tls, shutdown).await;
+    Ok(())
+}
+
+/// `POST /v1/discovery`: reads the hello, then streams updates while a task reads replies.
+async fn discover(State(discovery): State<Arc<Discovery>>, req: Request) -> Response {
+    let mut lines = Lines::new(req.into_body(), MAX_LINE);
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, lines.next()).await {
+        Ok(Some(Ok(line))) => match serde_json::from_slice::<Hello>(&line) {
+            Ok(hello) if hello.namespace.is_empty() => Err("the hello names no namespace".into()),
+            Ok(hello) => Ok(hello),
+            Err(e) => Err(format!("the first line is no hello: {e}")),
+        },
+        Ok(Some(Err(e))) => Err(e.to_string()),
+        Ok(None) => Err("the stream ended before the hello".into()),
+        Err(_) => Err(format!("no hello within {HELLO_TIMEOUT:?}")),
+    };
+    let hello = match hello {
+        Ok(hello) => hello,
+        Err(reason) => {
+            tracing::info!(%reason, "discovery stream refused");
+            let text = format!(
+                "{reason}; send {{\"namespace\",\"podName\",\"labels\",\"podIp\",\"serviceAccount\"}} as the first line\n"
+            );
+            return (StatusCode::BAD_REQUEST, text).into_response();
+        }
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    tokio::spawn(session::run(discovery, hello, lines, tx));
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|line| (Ok::<_, Infallible>(line), rx))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+async fn proxies(State(discovery): State<Arc<Discovery>>) -> Response {
+    axum::Json(discovery.proxies()).into_response()
+}
+
+async fn rejected(State(discovery): State<Arc<Discovery>>) -> Response {
+    let config = discovery.config.borrow().clone();
+    axum::Json(&config.rejected).into_response()
+}
+
+async fn ready(State(discovery): State<Arc<Discovery>>) -> Response {
+    if discovery.config.borrow().synced() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        let text = "the cluster's config is not synced yet\n";
+        (StatusCode::SERVICE_UNAVAILABLE, text).into_response()
+    }
+}
+
+async fn metrics(State(discovery): State<Arc<Discovery>>) -> Response {
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        discovery.metrics.encode(),
+    )
+        .into_response()
+}
