@@ -13,10 +13,10 @@ use std::path::Path;
 use anyhow::{Context as _, bail, ensure};
 use proxy_support::{CATALOG_VIP, TIMEOUT, http_app, service_entry};
 use serde_json::{Value, json};
+use sluice_control::inject::{PodRuntime, RunSpec, run_spec};
+use sluice_control::{InjectConfig, Namespace, Outcome, inject};
 use sluice_e2e::apps::{self, banner};
 use sluice_e2e::{Node, Pod, Process, binary, eventually};
-use sluice_injector::inject::{PodRuntime, RunSpec, run_spec};
-use sluice_injector::{InjectConfig, Namespace, Outcome, inject};
 
 /// The pod as a user would write it: probes on the app's port, the database port excluded.
 fn web_pod() -> Value {

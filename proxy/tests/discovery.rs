@@ -1,5 +1,5 @@
 //! The discovery stream end to end in one process: the control plane's server
-//! (`sluice_injector::discovery::stream`) fed by a test publisher, the proxy library
+//! (`sluice_control::discovery::stream`) fed by a test publisher, the proxy library
 //! following it over TLS and plain text, and requests routed through the proxy's outbound
 //! listener to real apps.
 
@@ -15,10 +15,10 @@ use http_body_util::{BodyExt as _, Full};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use sluice_api::model::Workload;
 use sluice_api::{Resource, load_str};
-use sluice_injector::discovery::state::{self, ClusterConfig, Publisher};
-use sluice_injector::discovery::stream::{self, Discovery};
-use sluice_injector::discovery::{self as cluster};
-use sluice_injector::webhook::CertStore;
+use sluice_control::discovery::state::{self, ClusterConfig, Publisher};
+use sluice_control::discovery::stream::{self, Discovery};
+use sluice_control::discovery::{self as cluster};
+use sluice_control::webhook::CertStore;
 use sluice_proxy::config::Store;
 use sluice_proxy::config::discovery::{self, Hello, Target};
 use sluice_proxy::metrics::Metrics;

@@ -21,23 +21,23 @@
 {{- end -}}
 
 {{/* The injector's name: its Deployment, Service, ServiceAccount, ConfigMap, ClusterRole
-     and MutatingWebhookConfiguration ("sluice-injector"). */}}
-{{- define "sluice.injector.name" -}}
-{{- printf "%s-injector" (include "sluice.fullname" .) -}}
+     and MutatingWebhookConfiguration ("sluice-control"). */}}
+{{- define "sluice.control.name" -}}
+{{- printf "%s-control" (include "sluice.fullname" .) -}}
 {{- end -}}
 
 {{/* The Secret with the webhook's serving certificate (tls.crt, tls.key, ca.crt). */}}
-{{- define "sluice.injector.tlsSecret" -}}
-{{- printf "%s-tls" (include "sluice.injector.name" .) -}}
+{{- define "sluice.control.tlsSecret" -}}
+{{- printf "%s-tls" (include "sluice.control.name" .) -}}
 {{- end -}}
 
 {{/* The host name the API server calls the webhook by, and the certificate's names. */}}
-{{- define "sluice.injector.host" -}}
-{{- printf "%s.%s.svc" (include "sluice.injector.name" .) .Release.Namespace -}}
+{{- define "sluice.control.host" -}}
+{{- printf "%s.%s.svc" (include "sluice.control.name" .) .Release.Namespace -}}
 {{- end -}}
 
-{{- define "sluice.injector.dnsNames" -}}
-{{- $svc := include "sluice.injector.name" . -}}
+{{- define "sluice.control.dnsNames" -}}
+{{- $svc := include "sluice.control.name" . -}}
 {{- $ns := .Release.Namespace -}}
 {{- toJson (list (printf "%s.%s.svc" $svc $ns) $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns .Values.clusterDomain)) -}}
 {{- end -}}
@@ -57,15 +57,15 @@ app.kubernetes.io/part-of: sluice
 {{- end -}}
 
 {{/* Labels of the injector's resources, and the subset that selects its pods. */}}
-{{- define "sluice.injector.labels" -}}
+{{- define "sluice.control.labels" -}}
 {{ include "sluice.labels" . }}
-app.kubernetes.io/component: injector
+app.kubernetes.io/component: control
 {{- end -}}
 
-{{- define "sluice.injector.selectorLabels" -}}
+{{- define "sluice.control.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "sluice.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/component: injector
+app.kubernetes.io/component: control
 {{- end -}}
 
 {{/* Namespaces whose pods never reach the webhook, as a JSON list. */}}
@@ -78,7 +78,7 @@ app.kubernetes.io/component: injector
      the values leave out (or set to null, which Helm drops) written as null, so that the
      injector leaves it unset instead of putting its default back (the injector lays the
      file over its defaults, and null is how its format removes an optional default). */}}
-{{- define "sluice.injector.config" -}}
+{{- define "sluice.control.config" -}}
 {{- $config := deepCopy (default dict .Values.injector.config) -}}
 {{- range $container := list "proxy" "init" -}}
 {{- $c := get $config $container | default dict -}}
@@ -101,8 +101,8 @@ app.kubernetes.io/component: injector
 {{/* The webhook's serving certificate when cert-manager does not issue it: the pair in the
      existing Secret (so upgrades keep the CA), or a new self-signed CA and a certificate it
      signs for the injector's Service. YAML with base64 values: ca, cert, key. */}}
-{{- define "sluice.injector.selfSignedTLS" -}}
-{{- $secret := lookup "v1" "Secret" .Release.Namespace (include "sluice.injector.tlsSecret" .) | default dict -}}
+{{- define "sluice.control.selfSignedTLS" -}}
+{{- $secret := lookup "v1" "Secret" .Release.Namespace (include "sluice.control.tlsSecret" .) | default dict -}}
 {{- $ca := dig "data" "ca.crt" "" $secret -}}
 {{- $cert := dig "data" "tls.crt" "" $secret -}}
 {{- $key := dig "data" "tls.key" "" $secret -}}
@@ -111,9 +111,9 @@ ca: {{ $ca }}
 cert: {{ $cert }}
 key: {{ $key }}
 {{- else -}}
-{{- $names := include "sluice.injector.dnsNames" . | fromJsonArray -}}
+{{- $names := include "sluice.control.dnsNames" . | fromJsonArray -}}
 {{- $days := int .Values.tls.validityDays -}}
-{{- $newCA := genCA (printf "%s-ca" (include "sluice.injector.name" .)) $days -}}
+{{- $newCA := genCA (printf "%s-ca" (include "sluice.control.name" .)) $days -}}
 {{- $newCert := genSignedCert (first $names) nil $names $days $newCA -}}
 ca: {{ $newCA.Cert | b64enc }}
 cert: {{ $newCert.Cert | b64enc }}
@@ -121,8 +121,8 @@ key: {{ $newCert.Key | b64enc }}
 {{- end -}}
 {{- end -}}
 
-{{/* sluice-injector --listen: the address and port, IPv6 addresses in brackets. */}}
-{{- define "sluice.injector.listen" -}}
+{{/* sluice-control --listen: the address and port, IPv6 addresses in brackets. */}}
+{{- define "sluice.control.listen" -}}
 {{- $address := .Values.injector.listenAddress | toString | trimPrefix "[" | trimSuffix "]" -}}
 {{- if contains ":" $address -}}
 {{- printf "[%s]:%v" $address .Values.injector.port -}}
@@ -137,7 +137,7 @@ key: {{ $newCert.Key | b64enc }}
 {{- $root := .root -}}
 clientConfig:
   service:
-    name: {{ include "sluice.injector.name" $root }}
+    name: {{ include "sluice.control.name" $root }}
     namespace: {{ $root.Release.Namespace }}
     path: /inject
     port: 443

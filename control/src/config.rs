@@ -1,6 +1,6 @@
 //! The injector config: images, proxy ports and resources, capture defaults, sidecar mode.
 //!
-//! One YAML file (`sluice-injector --config`, `sluice inject --config`, the chart's ConfigMap);
+//! One YAML file (`sluice-control --config`, `sluice inject --config`, the chart's ConfigMap);
 //! every field has a default, unknown fields are errors that name the field.
 
 use std::path::Path;

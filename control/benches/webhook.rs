@@ -3,7 +3,7 @@
 //! connection as the API server sends them, then from four connections at once. Prints
 //! p50/p90/p99/max; fails when the sequential p99 is over the 5 ms target.
 //!
-//! `cargo bench -p sluice-injector --bench webhook`
+//! `cargo bench -p sluice-control --bench webhook`
 
 #[path = "../tests/support/tls.rs"]
 mod tls;
@@ -12,8 +12,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sluice_injector::InjectConfig;
-use sluice_injector::manifest::{Source, parse_all};
+use sluice_control::InjectConfig;
+use sluice_control::manifest::{Source, parse_all};
 
 const REVIEWS: usize = 10_000;
 const TARGET_P99: Duration = Duration::from_millis(5);

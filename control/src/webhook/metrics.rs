@@ -1,4 +1,4 @@
-//! The webhook's Prometheus metrics, under the `sluice_injector` prefix.
+//! The webhook's Prometheus metrics, under the `sluice_control` prefix.
 
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ struct ReloadLabels {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("sluice_injector");
+        let mut registry = Registry::with_prefix("sluice_control");
         let reviews = Family::<ReviewLabels, Counter>::default();
         registry.register("reviews", "Admission reviews answered", reviews.clone());
         let duration = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));

@@ -9,7 +9,7 @@
 //!   from the `helm-python-sdk` PyPI package): every object validates against the Kubernetes
 //!   schema; the webhook selectors send a pod to the webhook exactly when the injection
 //!   rules of docs/injection.md say it is for sluice; names, ports, probes and volumes fit
-//!   together; and the real `sluice-injector`, started with the rendered Deployment's
+//!   together; and the real `sluice-control`, started with the rendered Deployment's
 //!   arguments, config and certificate, is trusted with the webhook's caBundle under the
 //!   Service's DNS name and injects with the rendered config.
 
@@ -28,7 +28,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_api::load::ISTIO_VERSIONS;
-use sluice_injector::InjectConfig;
+use sluice_control::InjectConfig;
 
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.33.0", "1.37.0"];
 
@@ -1036,7 +1036,7 @@ impl Drop for Running {
     }
 }
 
-/// Starts the real `sluice-injector` with the rendered Deployment's arguments, its files
+/// Starts the real `sluice-control` with the rendered Deployment's arguments, its files
 /// (config and certificate) taken from the rendered ConfigMap and Secret and put where the
 /// volume mounts them (under `root`), listening on a loopback port.
 fn run_rendered_injector(test: &str, docs: &[Value]) -> (Running, SocketAddr) {
@@ -1093,7 +1093,7 @@ fn run_rendered_injector(test: &str, docs: &[Value]) -> (Running, SocketAddr) {
             arg
         })
         .collect();
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice-injector"))
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice-control"))
         .args(&args)
         .env_remove("SLUICE_CONFIG")
         .stdout(Stdio::null())
@@ -1129,7 +1129,7 @@ async fn https(
     let tcp = loop {
         match tokio::net::TcpStream::connect(addr).await {
             Ok(tcp) => break tcp,
-            Err(e) if Instant::now() > deadline => panic!("sluice-injector is not up: {e}"),
+            Err(e) if Instant::now() > deadline => panic!("sluice-control is not up: {e}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
@@ -1237,15 +1237,15 @@ fn default_render_is_a_working_webhook() {
         .map(|d| (d["kind"].as_str().unwrap(), name_of(d)))
         .collect();
     let wanted: BTreeSet<(&str, &str)> = [
-        ("ServiceAccount", "sluice-injector"),
-        ("ClusterRole", "sluice-injector"),
-        ("ClusterRoleBinding", "sluice-injector"),
-        ("ConfigMap", "sluice-injector"),
-        ("Deployment", "sluice-injector"),
-        ("Service", "sluice-injector"),
-        ("PodDisruptionBudget", "sluice-injector"),
-        ("Secret", "sluice-injector-tls"),
-        ("MutatingWebhookConfiguration", "sluice-injector"),
+        ("ServiceAccount", "sluice-control"),
+        ("ClusterRole", "sluice-control"),
+        ("ClusterRoleBinding", "sluice-control"),
+        ("ConfigMap", "sluice-control"),
+        ("Deployment", "sluice-control"),
+        ("Service", "sluice-control"),
+        ("PodDisruptionBudget", "sluice-control"),
+        ("Secret", "sluice-control-tls"),
+        ("MutatingWebhookConfiguration", "sluice-control"),
     ]
     .into_iter()
     .collect();
@@ -1278,7 +1278,7 @@ fn default_render_is_a_working_webhook() {
     assert_eq!(
         template["spec"]["containers"][0]["image"],
         format!(
-            "ghcr.io/sluice-mesh/sluice-injector:{}",
+            "ghcr.io/sluice-mesh/sluice-control:{}",
             env!("CARGO_PKG_VERSION")
         )
     );
@@ -1324,7 +1324,7 @@ fn values_reach_the_injector_and_the_webhook() {
     let docs = render("values", "mesh", "mesh-system", &values);
     validate_rendered("values", &docs);
     check_release(&docs, "mesh-system", &["legacy"]);
-    assert_eq!(name_of(one(&docs, "Service")), "mesh-sluice-injector");
+    assert_eq!(name_of(one(&docs, "Service")), "mesh-sluice-control");
 
     let mut wanted = InjectConfig {
         native_sidecar: false,
@@ -1385,7 +1385,7 @@ fn cert_manager_and_service_monitor() {
         .expect("a Certificate for the Secret the injector mounts");
     let dns = strings(&serving["spec"]["dnsNames"]);
     assert!(
-        dns.contains(&"sluice-injector.sluice-system.svc".to_string()),
+        dns.contains(&"sluice-control.sluice-system.svc".to_string()),
         "{dns:?}"
     );
     assert!(strings(&serving["spec"]["usages"]).contains(&"server auth".to_string()));

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
-use sluice_injector::InjectConfig;
-use sluice_injector::manifest::{Action, Source, parse_all, process, to_yaml};
+use sluice_control::InjectConfig;
+use sluice_control::manifest::{Action, Source, parse_all, process, to_yaml};
 use tls::{Server, replace_file};
 
 fn dir(test: &str) -> PathBuf {
@@ -422,9 +422,9 @@ async fn health_and_metrics() {
     let text = String::from_utf8(body).unwrap();
     assert_eq!(status, 200);
     for want in [
-        "sluice_injector_reviews_total{outcome=\"injected\",reason=\"\"} 1",
-        "sluice_injector_reviews_total{outcome=\"malformed\",reason=\"\"} 1",
-        "sluice_injector_review_duration_seconds_count 2",
+        "sluice_control_reviews_total{outcome=\"injected\",reason=\"\"} 1",
+        "sluice_control_reviews_total{outcome=\"malformed\",reason=\"\"} 1",
+        "sluice_control_review_duration_seconds_count 2",
     ] {
         assert!(text.contains(want), "{want} not in:\n{text}");
     }
@@ -455,7 +455,7 @@ async fn certificate_rotation_without_restart() {
     eventually("the failed reload is counted", || async {
         metrics
             .encode()
-            .contains("sluice_injector_reloads_total{what=\"certificate\",result=\"error\"}")
+            .contains("sluice_control_reloads_total{what=\"certificate\",result=\"error\"}")
     })
     .await;
     assert_eq!(server.client(false).await.server_cert, first);
@@ -515,7 +515,7 @@ async fn config_file_changes_apply_without_restart() {
     eventually("the bad config is refused", || async {
         metrics
             .encode()
-            .contains("sluice_injector_reloads_total{what=\"config\",result=\"error\"}")
+            .contains("sluice_control_reloads_total{what=\"config\",result=\"error\"}")
     })
     .await;
     assert_eq!(proxy_place(pod.clone()).await, "native");

@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sluice_injector::cli::Cli;
+use sluice_control::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    sluice_injector::cli::run(cli)
+    sluice_control::cli::run(cli)
 }

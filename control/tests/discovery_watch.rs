@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use sluice_api::istio::service_entry::ServiceEntry;
 use sluice_api::{Resource, Spec};
-use sluice_injector::discovery::state::{self, ClusterConfig, Subscriber};
-use sluice_injector::discovery::watch::{Discovery, Settings, client_config};
+use sluice_control::discovery::state::{self, ClusterConfig, Subscriber};
+use sluice_control::discovery::watch::{Discovery, Settings, client_config};
 use sluice_kube_stub::{Catalog, IstioVersion, Options, ResourceType, StubServer};
 
 /// How long any awaited condition may take before the test fails.
@@ -147,7 +147,7 @@ fn settings() -> Settings {
 async fn start_discovery(test: &str, kubeconfig: &str) -> (Discovery, Subscriber) {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
-        .with_env_filter("sluice_injector=debug")
+        .with_env_filter("sluice_control=debug")
         .try_init();
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{test}.kubeconfig"));
     std::fs::write(&path, kubeconfig).unwrap();

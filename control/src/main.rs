@@ -1,4 +1,4 @@
-//! `sluice-injector`: the control plane's admission webhook (`POST /inject`).
+//! `sluice-control`: the control plane's admission webhook (`POST /inject`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use sluice_injector::InjectConfig;
-use sluice_injector::webhook::{self, CertStore, Injector};
+use sluice_control::InjectConfig;
+use sluice_control::webhook::{self, CertStore, Injector};
 
 /// Mutating admission webhook that adds sluice-init and sluice-proxy to pods. Serves HTTPS:
 /// `POST /inject` (AdmissionReview v1), `GET /healthz`, `GET /metrics`. The certificate,
 /// key and config are reloaded when their files change. Every flag has an environment form.
 #[derive(Debug, Parser)]
-#[command(name = "sluice-injector", version, max_term_width = 100)]
+#[command(name = "sluice-control", version, max_term_width = 100)]
 struct Args {
     /// Address to listen on.
     #[arg(
@@ -33,7 +33,7 @@ struct Args {
     /// built-in defaults when not given.
     #[arg(long, env = "SLUICE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Log filter (`info`, `debug`, `sluice_injector=debug`...).
+    /// Log filter (`info`, `debug`, `sluice_control=debug`...).
     #[arg(
         long,
         env = "SLUICE_LOG_LEVEL",
@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(
         listen = %args.listen,
         config = %serde_json::to_string(&config)?,
-        "starting sluice-injector"
+        "starting sluice-control"
     );
     let injector = Arc::new(Injector::new(config, args.config.clone(), certs));
     let _watcher =

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use sluice_injector::InjectConfig;
-use sluice_injector::manifest::{Action, Output, Source, parse_all, process, to_yaml};
+use sluice_control::InjectConfig;
+use sluice_control::manifest::{Action, Output, Source, parse_all, process, to_yaml};
 
 /// Kubernetes versions the output must be valid for (native sidecars need ≥ 1.28).
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.33.0", "1.37.0"];

@@ -1,4 +1,4 @@
-//! The `sluice inject` / `sluice uninject` commands and the `sluice-injector` binary, run as
+//! The `sluice inject` / `sluice uninject` commands and the `sluice-control` binary, run as
 //! processes.
 
 #[path = "support/tls.rs"]
@@ -206,7 +206,7 @@ fn injector_binary_serves_over_tls() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice-injector"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice-control"))
         .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
         .env("SLUICE_TLS_CERT", dir.join("tls.crt"))
         .env("SLUICE_TLS_KEY", dir.join("tls.key"))
@@ -226,7 +226,7 @@ fn injector_binary_serves_over_tls() {
                 return client.request("GET", "/healthz", Vec::new()).await;
             }
             if Instant::now() > deadline {
-                return Err(anyhow::anyhow!("sluice-injector did not come up on {addr}"));
+                return Err(anyhow::anyhow!("sluice-control did not come up on {addr}"));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -236,7 +236,7 @@ fn injector_binary_serves_over_tls() {
     let (status, body) = result.unwrap();
     assert_eq!((status, body.as_slice()), (200, b"ok\n".as_slice()));
 
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice-injector"))
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-control"))
         .args([
             "--tls-cert",
             "/nonexistent.crt",

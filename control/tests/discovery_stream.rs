@@ -12,9 +12,9 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use sluice_api::load_str;
-use sluice_injector::discovery::origin;
-use sluice_injector::discovery::state::{self, ClusterConfig, Publisher, Rejection};
-use sluice_injector::discovery::stream::{self, Discovery};
+use sluice_control::discovery::origin;
+use sluice_control::discovery::state::{self, ClusterConfig, Publisher, Rejection};
+use sluice_control::discovery::stream::{self, Discovery};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 

@@ -230,7 +230,7 @@ fn a_large_cluster_rebuilds_whole() {
 }
 
 /// The figure behind "rebuilding everything is fast enough": run with
-/// `cargo test -p sluice-injector --lib rebuild_time -- --ignored --nocapture`.
+/// `cargo test -p sluice-control --lib rebuild_time -- --ignored --nocapture`.
 #[test]
 #[ignore = "a measurement, not a check"]
 fn rebuild_time_of_10000_services_and_50000_endpoints() {
