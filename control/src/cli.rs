@@ -1,5 +1,6 @@
 //! The `sluice` command line: one subcommand per module.
 
+mod check;
 mod inject;
 mod uninject;
 mod validate;
@@ -19,6 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Validate(validate::Args),
+    Check(check::Args),
     Inject(inject::Args),
     Uninject(uninject::Args),
     Demo(crate::demo::Args),
@@ -28,6 +30,7 @@ enum Command {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(args),
+        Command::Check(args) => check::run(args),
         Command::Inject(args) => inject::run(args),
         Command::Uninject(args) => uninject::run(args),
         Command::Demo(args) => crate::demo::run(args),

@@ -13,7 +13,7 @@ mod client;
 mod metrics;
 mod reflect;
 mod run;
-mod served;
+pub mod served;
 mod slim;
 
 use std::sync::Arc;

@@ -40,8 +40,14 @@ impl Pki {
 
     /// A certificate and key (PEM) for `localhost`, with `name` as common name.
     pub fn leaf(&self, name: &str) -> (String, String) {
+        self.leaf_for(&["localhost"], name)
+    }
+
+    /// A certificate and key (PEM) for the DNS names `hosts`, with `name` as common name.
+    pub fn leaf_for(&self, hosts: &[&str], name: &str) -> (String, String) {
         let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let hosts = hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+        let mut params = CertificateParams::new(hosts).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         let cert = params.signed_by(&key, &self.ca).unwrap();
         (cert.pem(), key.serialize_pem())
