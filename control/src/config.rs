@@ -1,4 +1,5 @@
-//! The injector config: images, proxy ports and resources, capture defaults, sidecar mode.
+//! The injector config: images, proxy ports and resources, capture defaults, sidecar mode,
+//! and where proxies get their mesh config (the control plane's discovery, or a ConfigMap).
 //!
 //! One YAML file (`sluice-control --config`, `sluice inject --config`, the chart's ConfigMap);
 //! every field has a default, unknown fields are errors that name the field.
@@ -31,6 +32,25 @@ pub struct InjectConfig {
     /// Add `prometheus.io/{scrape,port,path}` for the proxy when the pod has no
     /// `prometheus.io/*` annotation of its own.
     pub prometheus_annotations: bool,
+    /// The control plane's discovery stream: when set, injected proxies get their config from
+    /// it; when absent, from the ConfigMap `sluice-mesh-config` of their namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<DiscoveryConfig>,
+}
+
+/// Where injected proxies reach the control plane's discovery stream, and how they trust it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    /// `HOST:PORT` of the stream, e.g. `sluice-control.sluice-system.svc:15012`; the host is
+    /// a name of the control plane's certificate.
+    pub address: String,
+    /// The ConfigMap in each injected pod's namespace whose `ca.crt` holds the CA that signed
+    /// the control plane's certificate (as Istio's `istio-ca-root-cert`). A pod cannot start
+    /// until it exists.
+    pub ca_config_map: String,
+    /// Plain text (`http://`) without a CA: local tests only, never on a real cluster.
+    pub insecure: bool,
 }
 
 /// Images of the injected containers.
@@ -126,9 +146,23 @@ impl Default for InjectConfig {
             capture: CaptureConfig::default(),
             rewrite_probes: true,
             prometheus_annotations: true,
+            discovery: None,
         }
     }
 }
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            address: String::new(),
+            ca_config_map: DEFAULT_CA_CONFIG_MAP.into(),
+            insecure: false,
+        }
+    }
+}
+
+/// The ConfigMap of the control plane's CA in each injected namespace, by default.
+pub const DEFAULT_CA_CONFIG_MAP: &str = "sluice-ca-root-cert";
 
 impl Default for Images {
     fn default() -> Self {
@@ -327,6 +361,9 @@ impl InjectConfig {
             }
         }
         errors.extend(self.capture.check());
+        if let Some(discovery) = &self.discovery {
+            errors.extend(discovery.check());
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -387,6 +424,56 @@ impl CaptureConfig {
         }
         errors
     }
+}
+
+impl DiscoveryConfig {
+    fn check(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        match self.address.rsplit_once(':') {
+            _ if self.address.contains("://") => errors.push(format!(
+                "discovery.address: {:?} is HOST:PORT, without a scheme (https:// is added, \
+                 http:// with insecure: true)",
+                self.address
+            )),
+            Some((host, port))
+                if !host.is_empty()
+                    && !host.contains(char::is_whitespace)
+                    && port.parse::<u16>().is_ok_and(|p| p != 0) => {}
+            _ => errors.push(format!(
+                "discovery.address: {:?} is not HOST:PORT (e.g. \
+                 sluice-control.sluice-system.svc:15012)",
+                self.address
+            )),
+        }
+        if !self.insecure && !is_object_name(&self.ca_config_map) {
+            errors.push(format!(
+                "discovery.caConfigMap: {:?} is not a ConfigMap name (lower-case letters, \
+                 digits, '-' and '.', at most 253)",
+                self.ca_config_map
+            ));
+        }
+        errors
+    }
+
+    /// The proxy's `--discovery` URL.
+    pub fn url(&self) -> String {
+        let scheme = if self.insecure { "http" } else { "https" };
+        format!("{scheme}://{}", self.address)
+    }
+}
+
+/// A Kubernetes object name (DNS subdomain: RFC 1123 labels joined by dots).
+fn is_object_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 /// Lays `given` over `base`: objects field by field, anything else replaces.

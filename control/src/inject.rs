@@ -30,13 +30,17 @@ pub use uninject::uninject;
 pub const INIT_CONTAINER: &str = "sluice-init";
 /// Name of the proxy container.
 pub const PROXY_CONTAINER: &str = "sluice-proxy";
-/// Name of the downward-API volume with the pod's labels, mounted in the proxy.
+/// Name of the projected volume mounted in the proxy: the pod's labels (downward API), and
+/// the mesh config or the control plane's CA (see `containers::podinfo`).
 pub const PODINFO_VOLUME: &str = "sluice-podinfo";
 /// The ConfigMap (in the pod's namespace, optional) whose YAML files the proxy serves as
 /// its mesh config: VirtualServices, DestinationRules, ServiceEntries, a MeshConfig.
 pub const MESH_CONFIG_MAP: &str = "sluice-mesh-config";
 /// Where the proxy finds the podinfo volume.
 pub const PODINFO_PATH: &str = "/etc/sluice/podinfo";
+/// The file of the podinfo volume (and the key of the CA ConfigMap) with the CA the proxy
+/// trusts the control plane's discovery stream by.
+pub const CA_FILE: &str = "ca.crt";
 
 /// Labels and annotations sluice reads or writes.
 pub mod annotation {
@@ -284,7 +288,8 @@ impl Plan {
             app.insert(0, proxy);
             status.containers = vec![PROXY_CONTAINER.into()];
         }
-        ensure_array(spec, "volumes", "spec.volumes", &mut status).push(containers::podinfo());
+        ensure_array(spec, "volumes", "spec.volumes", &mut status)
+            .push(containers::podinfo(config));
         status.volumes = vec![PODINFO_VOLUME.into()];
 
         self.annotate(object, source, config, status)?;

@@ -29,6 +29,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_api::load::ISTIO_VERSIONS;
 use sluice_control::InjectConfig;
+use sluice_control::config::DiscoveryConfig;
 
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.33.0", "1.37.0"];
 
@@ -799,16 +800,32 @@ fn check_release(docs: &[Value], release_ns: &str, excluded_extra: &[&str]) {
     assert_eq!(csec["capabilities"]["drop"], json!(["ALL"]));
     assert!(csec["capabilities"]["add"].is_null());
     assert!(container["resources"]["requests"].is_object(), "resources");
+    // Two ports: the webhook (liveness) and discovery (readiness: the first full sync).
     let ports = container["ports"].as_array().unwrap();
-    assert_eq!(ports.len(), 1);
-    let port_name = str_of(&ports[0]["name"], "port name");
-    let port = ports[0]["containerPort"].as_u64().unwrap();
-    for probe in ["readinessProbe", "livenessProbe"] {
+    assert_eq!(ports.len(), 2, "{ports:?}");
+    let port_of = |name: &str| {
+        let found = ports
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no container port {name}: {ports:?}"));
+        found["containerPort"].as_u64().unwrap()
+    };
+    let (port_name, port) = ("https", port_of("https"));
+    let discovery_port = port_of("discovery");
+    for (probe, path, name, number) in [
+        ("livenessProbe", "/healthz", port_name, port),
+        (
+            "readinessProbe",
+            "/healthz/ready",
+            "discovery",
+            discovery_port,
+        ),
+    ] {
         let get = &container[probe]["httpGet"];
-        assert_eq!(get["path"], "/healthz", "{probe}");
+        assert_eq!(get["path"], path, "{probe}");
         assert_eq!(get["scheme"], "HTTPS", "{probe}");
         assert!(
-            get["port"] == port_name || get["port"] == port,
+            get["port"] == name || get["port"] == number,
             "{probe} port {}",
             get["port"]
         );
@@ -816,17 +833,38 @@ fn check_release(docs: &[Value], release_ns: &str, excluded_extra: &[&str]) {
     let args = strings(&container["args"]);
     let listen = flag(&args, "--listen");
     assert!(listen.ends_with(&format!(":{port}")), "--listen {listen}");
+    let listen = flag(&args, "--discovery-listen");
+    assert!(
+        listen.ends_with(&format!(":{discovery_port}")),
+        "--discovery-listen {listen}"
+    );
 
-    // Service → pods, webhook → Service.
+    // Service → pods, webhook → Service; the injector config's discovery address → Service.
     let service = one(docs, "Service");
     assert!(selects(
         &json!({ "matchLabels": service["spec"]["selector"] }),
         &pod_labels
     ));
     let service_ports = service["spec"]["ports"].as_array().unwrap();
-    assert_eq!(service_ports.len(), 1);
+    assert_eq!(service_ports.len(), 2, "{service_ports:?}");
     assert_eq!(service_ports[0]["port"], 443);
     assert!(service_ports[0]["targetPort"] == port_name || service_ports[0]["targetPort"] == port);
+    assert!(
+        service_ports[1]["targetPort"] == "discovery"
+            || service_ports[1]["targetPort"] == discovery_port
+    );
+    if let Some(discovery) = rendered_config(docs).discovery {
+        assert_eq!(
+            discovery.address,
+            format!(
+                "{}.{release_ns}.svc:{}",
+                name_of(service),
+                service_ports[1]["port"]
+            ),
+            "the injector config's discovery address"
+        );
+        assert!(!discovery.insecure);
+    }
 
     // RBAC: the Deployment's ServiceAccount, read-only, the mesh's kinds.
     let account = one(docs, "ServiceAccount");
@@ -1075,16 +1113,34 @@ fn run_rendered_injector(test: &str, docs: &[Value]) -> (Running, SocketAddr) {
         std::fs::write(&local, content).unwrap();
         paths.push((path, local));
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, discovery_port) = (free_port(), free_port());
+    let help = Command::new(env!("CARGO_BIN_EXE_sluice-control"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
     let args: Vec<String> = args
         .iter()
+        // The discovery flags are checked by `check_release`; a sluice-control that does
+        // not run discovery yet (before the control-wiring branch) is started without them.
+        .filter(|arg| {
+            let name = arg.split('=').next().unwrap_or_default();
+            !["--discovery-listen", "--cluster-domain"].contains(&name)
+                || help.contains(&format!("{name} "))
+        })
         .map(|arg| {
             if arg.starts_with("--listen") {
                 return format!("--listen=127.0.0.1:{port}");
+            }
+            if arg.starts_with("--discovery-listen") {
+                return format!("--discovery-listen=127.0.0.1:{discovery_port}");
             }
             let mut arg = arg.clone();
             for (path, local) in &paths {
@@ -1096,6 +1152,7 @@ fn run_rendered_injector(test: &str, docs: &[Value]) -> (Running, SocketAddr) {
     let child = Command::new(env!("CARGO_BIN_EXE_sluice-control"))
         .args(&args)
         .env_remove("SLUICE_CONFIG")
+        .env_remove("KUBECONFIG")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -1157,8 +1214,8 @@ async fn https(
 
 /// The rendered injector, checked through the webhook's own eyes: TLS with the caBundle
 /// (or, with cert-manager, not testable here) under every name of the Service, health at
-/// the probes' path, and a pod injected with the rendered config. Returns the injected
-/// pod's `sluice.dev/status`.
+/// the webhook's liveness path, and a pod injected with the rendered config. Returns the
+/// injected pod.
 fn check_rendered_injector(test: &str, docs: &[Value], ca_pem: &[u8], pod_ns: &str) -> Value {
     let service = one(docs, "Service");
     let host = format!(
@@ -1218,12 +1275,41 @@ fn check_rendered_injector(test: &str, docs: &[Value], ca_pem: &[u8], pod_ns: &s
             serde_json::from_slice(&b64(&answer["response"]["patch"])).unwrap();
         let mut injected = pod.clone();
         json_patch::patch(&mut injected, &patch).unwrap();
-        let status = str_of(
-            &injected["metadata"]["annotations"]["sluice.dev/status"],
-            "sluice.dev/status",
-        );
-        serde_json::from_str(status).unwrap()
+        injected
     })
+}
+
+/// The `sluice.dev/status` of an injected pod.
+fn status_of(pod: &Value) -> Value {
+    let status = str_of(
+        &pod["metadata"]["annotations"]["sluice.dev/status"],
+        "sluice.dev/status",
+    );
+    serde_json::from_str(status).unwrap()
+}
+
+/// The environment of the injected proxy: name → value (downward-API variables left out).
+fn proxy_env(pod: &Value) -> BTreeMap<String, String> {
+    let containers = pod["spec"]["initContainers"]
+        .as_array()
+        .into_iter()
+        .chain(pod["spec"]["containers"].as_array())
+        .flatten();
+    let proxy = containers
+        .into_iter()
+        .find(|c| c["name"] == "sluice-proxy")
+        .expect("an injected sluice-proxy");
+    proxy["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_string(),
+                e["value"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
 }
 
 #[test]
@@ -1251,8 +1337,16 @@ fn default_render_is_a_working_webhook() {
     .collect();
     assert_eq!(kinds, wanted, "what the chart installs by default");
 
-    // The config the injector reads is its built-in default.
-    assert_eq!(rendered_config(&docs), InjectConfig::default());
+    // The config the injector reads is its built-in default, with discovery on through
+    // the release's Service (its certificate names it: checked below).
+    let wanted = InjectConfig {
+        discovery: Some(DiscoveryConfig {
+            address: "sluice-control.sluice-system.svc:15012".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert_eq!(rendered_config(&docs), wanted);
 
     // docs/injection.md's webhook: Fail, IfNeeded, 10 s, the Helm-made CA in the caBundle.
     let secret = one(&docs, "Secret");
@@ -1296,8 +1390,22 @@ fn default_render_is_a_working_webhook() {
     // The certificate works where the API server uses it, and the config reaches the
     // injector: a pod comes out injected as the defaults say.
     let ca_bundle = b64(&webhooks[0]["clientConfig"]["caBundle"]);
-    let status = check_rendered_injector("default", &docs, &ca_bundle, "shop");
+    let pod = check_rendered_injector("default", &docs, &ca_bundle, "shop");
+    let status = status_of(&pod);
     assert_eq!(status["mode"], "native");
+    let env = proxy_env(&pod);
+    assert_eq!(
+        env["SLUICE_DISCOVERY"],
+        "https://sluice-control.sluice-system.svc:15012"
+    );
+    assert_eq!(env["SLUICE_DISCOVERY_CA"], "/etc/sluice/podinfo/ca.crt");
+    assert!(!env.contains_key("SLUICE_CONFIG"), "{env:?}");
+    assert!(
+        pod["spec"]["volumes"]
+            .to_string()
+            .contains("sluice-ca-root-cert"),
+        "the CA ConfigMap is mounted"
+    );
     assert_eq!(
         status["images"]["sluice-proxy"],
         InjectConfig::default().images.proxy
@@ -1306,7 +1414,7 @@ fn default_render_is_a_working_webhook() {
 
 #[test]
 fn values_reach_the_injector_and_the_webhook() {
-    let values = json!({
+    let mut values = json!({
         "injector": {
             "replicas": 3,
             "listenAddress": "::",
@@ -1320,6 +1428,7 @@ fn values_reach_the_injector_and_the_webhook() {
         "webhook": { "failurePolicy": "Ignore", "excludeNamespaces": ["legacy"] },
         "metrics": { "podAnnotations": false },
     });
+    values["injector"]["discovery"] = json!({ "port": 15100, "caConfigMap": "mesh-ca" });
     // Another release name and namespace: every name follows.
     let docs = render("values", "mesh", "mesh-system", &values);
     validate_rendered("values", &docs);
@@ -1336,6 +1445,11 @@ fn values_reach_the_injector_and_the_webhook() {
     // limit unset instead of putting its default back.
     wanted.proxy.resources.limits.memory = None;
     wanted.capture.exclude_outbound_cidrs = "169.254.169.254/32".into();
+    wanted.discovery = Some(DiscoveryConfig {
+        address: "mesh-sluice-control.mesh-system.svc:15100".into(),
+        ca_config_map: "mesh-ca".into(),
+        insecure: false,
+    });
     assert_eq!(rendered_config(&docs), wanted);
 
     for webhook in one(&docs, "MutatingWebhookConfiguration")["webhooks"]
@@ -1348,17 +1462,42 @@ fn values_reach_the_injector_and_the_webhook() {
     assert_eq!(deployment["spec"]["replicas"], 3);
     let args = strings(&deployment["spec"]["template"]["spec"]["containers"][0]["args"]);
     assert_eq!(flag(&args, "--listen"), "[::]:9443");
+    assert_eq!(flag(&args, "--discovery-listen"), "[::]:15100");
     assert!(
         deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"].is_null()
     );
 
     let webhook = &one(&docs, "MutatingWebhookConfiguration")["webhooks"][1];
     let ca_bundle = b64(&webhook["clientConfig"]["caBundle"]);
-    let status = check_rendered_injector("values", &docs, &ca_bundle, "shop");
+    let pod = check_rendered_injector("values", &docs, &ca_bundle, "shop");
+    let status = status_of(&pod);
     assert_eq!(status["mode"], "classic");
+    assert_eq!(
+        proxy_env(&pod)["SLUICE_DISCOVERY"],
+        "https://mesh-sluice-control.mesh-system.svc:15100"
+    );
     assert_eq!(
         status["images"]["sluice-proxy"],
         "registry.example.com/sluice-proxy:test"
+    );
+}
+
+#[test]
+fn discovery_off_is_configmap_mode() {
+    let values = json!({ "injector": { "discovery": { "enabled": false } } });
+    let docs = render("discovery-off", "sluice", "sluice-system", &values);
+    check_release(&docs, "sluice-system", &[]);
+    // The built-in config: proxies serve their namespace's sluice-mesh-config.
+    assert_eq!(rendered_config(&docs), InjectConfig::default());
+
+    // A discovery section given by hand wins over the chart's.
+    let values = json!({ "injector": { "config": {
+        "discovery": { "address": "cp.example:15012", "caConfigMap": "corp-ca" } } } });
+    let docs = render("discovery-own", "sluice", "sluice-system", &values);
+    let discovery = rendered_config(&docs).discovery.unwrap();
+    assert_eq!(
+        (discovery.address.as_str(), discovery.ca_config_map.as_str()),
+        ("cp.example:15012", "corp-ca")
     );
 }
 

@@ -8,6 +8,7 @@ use std::process::Command;
 
 use serde_json::Value;
 use sluice_control::InjectConfig;
+use sluice_control::config::DiscoveryConfig;
 use sluice_control::manifest::{Action, Output, Source, parse_all, process, to_yaml};
 
 /// Kubernetes versions the output must be valid for (native sidecars need ≥ 1.28).
@@ -25,10 +26,15 @@ fn dir(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Files named `classic-*` run in classic mode, the rest with the default config.
+/// Files named `classic-*` run in classic mode, `discovery-*` with the control plane's
+/// discovery (as the chart configures it), the rest with the default config.
 fn config_for(name: &str) -> InjectConfig {
     InjectConfig {
         native_sidecar: !name.starts_with("classic-"),
+        discovery: name.starts_with("discovery-").then(|| DiscoveryConfig {
+            address: "sluice-control.sluice-system.svc:15012".into(),
+            ..DiscoveryConfig::default()
+        }),
         ..InjectConfig::default()
     }
 }

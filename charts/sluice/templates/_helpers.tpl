@@ -95,6 +95,10 @@ app.kubernetes.io/component: control
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- $discovery := .Values.injector.discovery -}}
+{{- if and $discovery.enabled (not (hasKey $config "discovery")) -}}
+{{- $_ := set $config "discovery" (dict "address" (printf "%s:%v" (include "sluice.control.host" .) $discovery.port) "caConfigMap" $discovery.caConfigMap) -}}
+{{- end -}}
 {{- toYaml $config -}}
 {{- end -}}
 
@@ -121,13 +125,14 @@ key: {{ $newCert.Key | b64enc }}
 {{- end -}}
 {{- end -}}
 
-{{/* sluice-control --listen: the address and port, IPv6 addresses in brackets. */}}
+{{/* sluice-control --listen and --discovery-listen: injector.listenAddress and a port
+     (argument: dict root, port), IPv6 addresses in brackets. */}}
 {{- define "sluice.control.listen" -}}
-{{- $address := .Values.injector.listenAddress | toString | trimPrefix "[" | trimSuffix "]" -}}
+{{- $address := .root.Values.injector.listenAddress | toString | trimPrefix "[" | trimSuffix "]" -}}
 {{- if contains ":" $address -}}
-{{- printf "[%s]:%v" $address .Values.injector.port -}}
+{{- printf "[%s]:%v" $address .port -}}
 {{- else -}}
-{{- printf "%s:%v" $address .Values.injector.port -}}
+{{- printf "%s:%v" $address .port -}}
 {{- end -}}
 {{- end -}}
 

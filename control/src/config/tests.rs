@@ -98,3 +98,46 @@ fn documented_defaults_are_the_defaults() {
         serde_json::to_value(InjectConfig::default()).unwrap()
     );
 }
+
+#[test]
+fn discovery_section() {
+    assert_eq!(InjectConfig::default().discovery, None, "off by default");
+    let config =
+        InjectConfig::from_yaml("discovery: {address: sluice-control.sluice-system.svc:15012}")
+            .unwrap();
+    let discovery = config.discovery.unwrap();
+    assert_eq!(discovery.ca_config_map, DEFAULT_CA_CONFIG_MAP);
+    assert!(!discovery.insecure);
+    assert_eq!(
+        discovery.url(),
+        "https://sluice-control.sluice-system.svc:15012"
+    );
+    let insecure =
+        InjectConfig::from_yaml("discovery: {address: '10.0.0.1:15012', insecure: true}").unwrap();
+    assert_eq!(insecure.discovery.unwrap().url(), "http://10.0.0.1:15012");
+    assert_eq!(
+        InjectConfig::from_yaml("discovery: null").unwrap(),
+        InjectConfig::default()
+    );
+
+    for (yaml, wanted) in [
+        ("discovery: {}", "discovery.address: \"\" is not HOST:PORT"),
+        (
+            "discovery: {address: 'https://cp:15012'}",
+            "discovery.address: \"https://cp:15012\" is HOST:PORT, without a scheme",
+        ),
+        ("discovery: {address: 'cp:0'}", "is not HOST:PORT"),
+        ("discovery: {address: 'cp'}", "is not HOST:PORT"),
+        (
+            "discovery: {address: 'cp:15012', caConfigMap: Bad_Name}",
+            "discovery.caConfigMap: \"Bad_Name\" is not a ConfigMap name",
+        ),
+        (
+            "discovery: {address: 'cp:15012', tls: true}",
+            "discovery.tls: unknown field `tls`",
+        ),
+    ] {
+        let err = InjectConfig::from_yaml(yaml).unwrap_err();
+        assert!(err.contains(wanted), "{yaml}: {err}");
+    }
+}

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapProjection, Container, ContainerPort, DownwardAPIProjection,
-    DownwardAPIVolumeFile, EnvVar, EnvVarSource, ExecAction, HTTPGetAction, Lifecycle,
+    DownwardAPIVolumeFile, EnvVar, EnvVarSource, ExecAction, HTTPGetAction, KeyToPath, Lifecycle,
     LifecycleHandler, ObjectFieldSelector, Probe, ProjectedVolumeSource, ResourceRequirements,
     SeccompProfile, SecurityContext, Volume, VolumeMount, VolumeProjection,
 };
@@ -13,7 +13,9 @@ use serde_json::Value;
 
 use super::capture::Capture;
 use super::resources;
-use super::{INIT_CONTAINER, MESH_CONFIG_MAP, PODINFO_PATH, PODINFO_VOLUME, PROXY_CONTAINER};
+use super::{
+    CA_FILE, INIT_CONTAINER, MESH_CONFIG_MAP, PODINFO_PATH, PODINFO_VOLUME, PROXY_CONTAINER,
+};
 use crate::config::InjectConfig;
 
 /// The health path of the proxy, 200 once its config is loaded.
@@ -144,14 +146,26 @@ fn env(config: &InjectConfig, settings: &ProxySettings) -> Vec<EnvVar> {
         field_env("SLUICE_POD_IP", "status.podIP"),
         field_env("SLUICE_SERVICE_ACCOUNT", "spec.serviceAccountName"),
         value_env("SLUICE_LABELS_FILE", format!("{PODINFO_PATH}/labels")),
-        value_env("SLUICE_CONFIG", PODINFO_PATH.into()),
+    ];
+    // Where the config comes from, then the settings.
+    match &config.discovery {
+        None => env.push(value_env("SLUICE_CONFIG", PODINFO_PATH.into())),
+        Some(discovery) => {
+            env.push(value_env("SLUICE_DISCOVERY", discovery.url()));
+            if !discovery.insecure {
+                let ca = format!("{PODINFO_PATH}/{CA_FILE}");
+                env.push(value_env("SLUICE_DISCOVERY_CA", ca));
+            }
+        }
+    }
+    env.extend([
         value_env("SLUICE_LOG_LEVEL", settings.log_level.into()),
         value_env("SLUICE_OUTBOUND_PORT", ports.outbound.to_string()),
         value_env("SLUICE_INBOUND_PORT", ports.inbound.to_string()),
         value_env("SLUICE_ADMIN_PORT", ports.admin.to_string()),
         value_env("SLUICE_HEALTH_PORT", ports.health.to_string()),
         value_env("SLUICE_METRICS_PORT", ports.metrics.to_string()),
-    ];
+    ]);
     if config.capture.mode == "tproxy" {
         env.push(value_env("SLUICE_MODE", "tproxy".into()));
     }
@@ -176,36 +190,58 @@ fn concurrency(resources: &ResourceRequirements) -> Option<u32> {
 
 /// The proxy's projected volume: the pod's labels from the downward API (`labels`, one
 /// `key="value"` per line, kept up to date by the kubelet: labels as a whole are not available
-/// as an environment variable), and the mesh config of the pod's namespace from the ConfigMap
-/// [`MESH_CONFIG_MAP`] (optional: without it the proxy starts with an empty registry and passes
-/// traffic through), which the proxy reads as its `--config` directory and watches.
-pub fn podinfo() -> Value {
+/// as an environment variable), and where the proxy's config comes from:
+///
+/// - without `discovery` in the config: the YAML files of the ConfigMap [`MESH_CONFIG_MAP`]
+///   of the pod's namespace (optional: without it the proxy starts with an empty registry
+///   and passes traffic through), which the proxy reads as its `--config` directory and
+///   watches;
+/// - with `discovery`: the control plane's CA, `ca.crt` of the ConfigMap
+///   `discovery.caConfigMap` of the pod's namespace, as [`CA_FILE`]. Not optional: without
+///   it the kubelet does not start the pod and says why in its events, rather than starting
+///   a proxy that cannot trust the control plane (an app that must not start outside the
+///   mesh would then wait on a crash-looping sidecar). Nothing with `insecure: true`.
+pub fn podinfo(config: &InjectConfig) -> Value {
+    let labels = VolumeProjection {
+        downward_api: Some(DownwardAPIProjection {
+            items: Some(vec![DownwardAPIVolumeFile {
+                path: "labels".into(),
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.labels".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+        }),
+        ..Default::default()
+    };
+    let config_map = match &config.discovery {
+        None => Some(ConfigMapProjection {
+            name: MESH_CONFIG_MAP.into(),
+            optional: Some(true),
+            ..Default::default()
+        }),
+        Some(discovery) if discovery.insecure => None,
+        Some(discovery) => Some(ConfigMapProjection {
+            name: discovery.ca_config_map.clone(),
+            items: Some(vec![KeyToPath {
+                key: CA_FILE.into(),
+                path: CA_FILE.into(),
+                ..Default::default()
+            }]),
+            optional: Some(false),
+        }),
+    };
+    let sources = std::iter::once(labels)
+        .chain(config_map.map(|config_map| VolumeProjection {
+            config_map: Some(config_map),
+            ..Default::default()
+        }))
+        .collect();
     let volume = Volume {
         name: PODINFO_VOLUME.into(),
         projected: Some(ProjectedVolumeSource {
-            sources: Some(vec![
-                VolumeProjection {
-                    downward_api: Some(DownwardAPIProjection {
-                        items: Some(vec![DownwardAPIVolumeFile {
-                            path: "labels".into(),
-                            field_ref: Some(ObjectFieldSelector {
-                                field_path: "metadata.labels".into(),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        }]),
-                    }),
-                    ..Default::default()
-                },
-                VolumeProjection {
-                    config_map: Some(ConfigMapProjection {
-                        name: MESH_CONFIG_MAP.into(),
-                        optional: Some(true),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-            ]),
+            sources: Some(sources),
             ..Default::default()
         }),
         ..Default::default()

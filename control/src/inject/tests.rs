@@ -520,3 +520,133 @@ fn run_spec_resolves_the_downward_api() {
     );
     assert!(run_spec(&p, &runtime).is_err(), "not injected");
 }
+
+fn discovery_config(insecure: bool) -> InjectConfig {
+    InjectConfig {
+        discovery: Some(crate::config::DiscoveryConfig {
+            address: "sluice-control.sluice-system.svc:15012".into(),
+            ca_config_map: "mesh-ca".into(),
+            insecure,
+        }),
+        ..Default::default()
+    }
+}
+
+fn volume_sources(pod: &Value) -> &Vec<Value> {
+    pod["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == PODINFO_VOLUME)
+        .unwrap()["projected"]["sources"]
+        .as_array()
+        .unwrap()
+}
+
+#[test]
+fn configmap_mode_without_discovery() {
+    let out = injected(&pod(app()), &InjectConfig::default());
+    assert_eq!(env(&out, "SLUICE_CONFIG"), Some(&json!(PODINFO_PATH)));
+    assert_eq!(env(&out, "SLUICE_DISCOVERY"), None);
+    assert_eq!(env(&out, "SLUICE_DISCOVERY_CA"), None);
+    assert_eq!(
+        volume_sources(&out)[1]["configMap"],
+        json!({ "name": MESH_CONFIG_MAP, "optional": true })
+    );
+}
+
+#[test]
+fn discovery_mode_points_the_proxy_at_the_control_plane() {
+    for native in [true, false] {
+        let config = InjectConfig {
+            native_sidecar: native,
+            ..discovery_config(false)
+        };
+        let original = pod(app());
+        let out = injected(&original, &config);
+        assert_eq!(
+            env(&out, "SLUICE_CONFIG"),
+            None,
+            "no --config with --discovery"
+        );
+        assert_eq!(
+            env(&out, "SLUICE_DISCOVERY"),
+            Some(&json!("https://sluice-control.sluice-system.svc:15012"))
+        );
+        assert_eq!(
+            env(&out, "SLUICE_DISCOVERY_CA"),
+            Some(&json!("/etc/sluice/podinfo/ca.crt"))
+        );
+        // Who the proxy is, told to the control plane: the downward API as in ConfigMap mode.
+        for (name, field) in [
+            ("SLUICE_POD_NAME", "metadata.name"),
+            ("SLUICE_NAMESPACE", "metadata.namespace"),
+            ("SLUICE_POD_IP", "status.podIP"),
+            ("SLUICE_SERVICE_ACCOUNT", "spec.serviceAccountName"),
+        ] {
+            let var = container(&out, PROXY_CONTAINER)["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .unwrap();
+            assert_eq!(var["valueFrom"]["fieldRef"]["fieldPath"], field);
+        }
+        assert_eq!(
+            env(&out, "SLUICE_LABELS_FILE"),
+            Some(&json!("/etc/sluice/podinfo/labels"))
+        );
+        // The CA, required: the kubelet holds the pod until the ConfigMap exists.
+        let sources = volume_sources(&out);
+        assert_eq!(sources.len(), 2);
+        assert_eq!(
+            sources[1]["configMap"],
+            json!({ "name": "mesh-ca", "items": [{ "key": "ca.crt", "path": "ca.crt" }],
+                    "optional": false })
+        );
+        assert!(
+            !out.to_string().contains(MESH_CONFIG_MAP),
+            "no mesh-config ConfigMap"
+        );
+        assert_eq!(uninject(&out).unwrap(), Some(original), "native={native}");
+    }
+}
+
+#[test]
+fn insecure_discovery_is_plain_text_without_a_ca() {
+    let original = pod(app());
+    let out = injected(&original, &discovery_config(true));
+    assert_eq!(
+        env(&out, "SLUICE_DISCOVERY"),
+        Some(&json!("http://sluice-control.sluice-system.svc:15012"))
+    );
+    assert_eq!(env(&out, "SLUICE_DISCOVERY_CA"), None);
+    assert_eq!(env(&out, "SLUICE_CONFIG"), None);
+    let sources = volume_sources(&out);
+    assert_eq!(sources.len(), 1, "labels only: {sources:?}");
+    assert!(sources[0]["downwardAPI"].is_object());
+    assert_eq!(uninject(&out).unwrap(), Some(original));
+}
+
+#[test]
+fn run_spec_gives_the_discovery_environment() {
+    let out = injected(&pod(app()), &discovery_config(false));
+    let runtime = PodRuntime {
+        pod_name: "web-1".into(),
+        namespace: "shop".into(),
+        pod_ip: "10.1.0.5".into(),
+    };
+    let env: BTreeMap<_, _> = run_spec(&out, &runtime)
+        .unwrap()
+        .proxy
+        .env
+        .into_iter()
+        .collect();
+    assert_eq!(
+        env["SLUICE_DISCOVERY"],
+        "https://sluice-control.sluice-system.svc:15012"
+    );
+    assert_eq!(env["SLUICE_NAMESPACE"], "shop");
+    assert_eq!(env["SLUICE_POD_IP"], "10.1.0.5");
+    assert!(!env.contains_key("SLUICE_CONFIG"));
+}
