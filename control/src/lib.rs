@@ -1,4 +1,4 @@
-//! The sluice control plane (admission webhook) and the `sluice` CLI.
+//! The sluice control plane (admission webhook, discovery and its stream) and the `sluice` CLI.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -7,6 +7,7 @@ pub mod demo;
 pub mod discovery;
 pub mod inject;
 pub mod manifest;
+pub mod run;
 pub mod serve;
 pub mod webhook;
 

@@ -1,21 +1,23 @@
-//! `sluice-control`: the control plane's admission webhook (`POST /inject`).
+//! `sluice-control`: the control plane, serving the admission webhook (`POST /inject`) and
+//! the discovery stream of the cluster's mesh config to the proxies.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use sluice_control::InjectConfig;
-use sluice_control::webhook::{self, CertStore, Injector};
+use sluice_control::run::{self, Options};
 
-/// Mutating admission webhook that adds sluice-init and sluice-proxy to pods. Serves HTTPS:
-/// `POST /inject` (AdmissionReview v1), `GET /healthz`, `GET /metrics`. The certificate,
-/// key and config are reloaded when their files change. Every flag has an environment form.
+/// The sluice control plane. The webhook (`--listen`): `POST /inject` (AdmissionReview v1),
+/// `GET /healthz`, `GET /metrics` (every part's metrics). The discovery stream
+/// (`--discovery-listen`): `POST /v1/discovery`, `GET /v1/proxies`, `GET /v1/rejected`,
+/// `GET /healthz/ready` (200 once the cluster is synced), `GET /metrics`. Both are HTTPS
+/// with the certificate, plain HTTP without one (local testing only). The certificate, key
+/// and config are reloaded when their files change. Every flag has an environment form.
 #[derive(Debug, Parser)]
 #[command(name = "sluice-control", version, max_term_width = 100)]
 struct Args {
-    /// Address to listen on.
+    /// Address of the webhook.
     #[arg(
         long,
         env = "SLUICE_LISTEN",
@@ -23,16 +25,46 @@ struct Args {
         value_name = "ADDR"
     )]
     listen: SocketAddr,
-    /// Serving certificate chain (PEM).
-    #[arg(long, env = "SLUICE_TLS_CERT", value_name = "FILE")]
-    tls_cert: PathBuf,
+    /// Serving certificate chain (PEM), for the webhook and the discovery stream.
+    #[arg(
+        long,
+        env = "SLUICE_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
     /// Private key of the certificate (PEM: PKCS#8, PKCS#1 or SEC1).
-    #[arg(long, env = "SLUICE_TLS_KEY", value_name = "FILE")]
-    tls_key: PathBuf,
+    #[arg(
+        long,
+        env = "SLUICE_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
     /// Injector config (YAML: images, ports, resources, capture defaults, sidecar mode);
     /// built-in defaults when not given.
     #[arg(long, env = "SLUICE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Address of the discovery stream.
+    #[arg(
+        long,
+        env = "SLUICE_DISCOVERY_LISTEN",
+        default_value = "0.0.0.0:15012",
+        value_name = "ADDR"
+    )]
+    discovery_listen: SocketAddr,
+    /// Kubeconfig of the cluster to watch; else `KUBECONFIG` (or `~/.kube/config`), else
+    /// the in-cluster service account. Without any, the webhook runs alone.
+    #[arg(long, env = "SLUICE_KUBECONFIG", value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// The cluster's DNS domain.
+    #[arg(
+        long,
+        env = "SLUICE_CLUSTER_DOMAIN",
+        default_value = "cluster.local",
+        value_name = "DOMAIN"
+    )]
+    cluster_domain: String,
     /// Log filter (`info`, `debug`, `sluice_control=debug`...).
     #[arg(
         long,
@@ -50,25 +82,15 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(&args)?;
-    let config = match &args.config {
-        Some(path) => InjectConfig::load(path)?,
-        None => InjectConfig::default(),
+    let options = Options {
+        listen: args.listen,
+        tls: args.tls_cert.zip(args.tls_key),
+        config: args.config,
+        discovery_listen: args.discovery_listen,
+        kubeconfig: args.kubeconfig,
+        cluster_domain: args.cluster_domain,
     };
-    let certs = CertStore::load(&args.tls_cert, &args.tls_key)?;
-    tracing::info!(
-        listen = %args.listen,
-        config = %serde_json::to_string(&config)?,
-        "starting sluice-control"
-    );
-    let injector = Arc::new(Injector::new(config, args.config.clone(), certs));
-    let _watcher =
-        webhook::watch(injector.clone()).context("cannot watch the cert and config files")?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    webhook::serve(listener, injector, shutdown_signal()).await?;
-    tracing::info!("stopped");
-    Ok(())
+    run::run(options, shutdown_signal()).await
 }
 
 fn init_logging(args: &Args) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
-//! The admission webhook: HTTPS (rustls) with `POST /inject`, `GET /healthz`, `GET /metrics`;
-//! certificate and config reloaded from their files when they change.
+//! The admission webhook: HTTPS (rustls; plain HTTP without a certificate, for local tests)
+//! with `POST /inject`, `GET /healthz`, `GET /metrics`; certificate and config reloaded from
+//! their files when they change.
 
 mod metrics;
 mod review;
@@ -7,7 +8,7 @@ mod tls;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -22,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::InjectConfig;
-pub use metrics::{Metrics, ReviewLabels};
+pub use metrics::{Exposed, Metrics, ReviewLabels};
 pub use review::{BadReview, Reviewed, review};
 pub use tls::{CertStore, TlsError, server_config};
 
@@ -34,18 +35,26 @@ const BODY_LIMIT: usize = 8 << 20;
 pub struct Injector {
     config: ArcSwap<InjectConfig>,
     config_path: Option<PathBuf>,
-    certs: Arc<CertStore>,
+    certs: Option<Arc<CertStore>>,
     metrics: Metrics,
+    exposed: Mutex<Vec<Arc<dyn Exposed>>>,
 }
 
 impl Injector {
     /// `config_path` is watched for changes if given (`config` is what it held at start).
-    pub fn new(config: InjectConfig, config_path: Option<PathBuf>, certs: CertStore) -> Self {
+    /// Without `certs` the webhook serves plain HTTP (local tests only: the API server
+    /// calls webhooks over HTTPS).
+    pub fn new(
+        config: InjectConfig,
+        config_path: Option<PathBuf>,
+        certs: Option<CertStore>,
+    ) -> Self {
         Self {
             config: ArcSwap::from_pointee(config),
             config_path,
-            certs: Arc::new(certs),
+            certs: certs.map(Arc::new),
             metrics: Metrics::default(),
+            exposed: Mutex::default(),
         }
     }
 
@@ -54,22 +63,32 @@ impl Injector {
         &self.metrics
     }
 
+    /// Serves `metrics` at `/metrics` too, after the webhook's own.
+    pub fn expose(&self, metrics: Arc<dyn Exposed>) {
+        self.exposed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(metrics);
+    }
+
     /// The serving certificate, to serve the discovery stream with the same one (reloaded
-    /// with the webhook's).
-    pub fn certs(&self) -> Arc<CertStore> {
+    /// with the webhook's); none when serving plain HTTP.
+    pub fn certs(&self) -> Option<Arc<CertStore>> {
         self.certs.clone()
     }
 
     /// Re-reads the certificate and the config; what fails to load keeps its last good value.
     pub fn reload(&self) {
-        let ok = match self.certs.reload() {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(error = %e, "certificate not reloaded; serving the previous one");
-                false
-            }
-        };
-        self.metrics.reload("certificate", ok);
+        if let Some(certs) = &self.certs {
+            let ok = match certs.reload() {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "certificate not reloaded; serving the previous one");
+                    false
+                }
+            };
+            self.metrics.reload("certificate", ok);
+        }
         if let Some(path) = &self.config_path {
             match InjectConfig::load(path) {
                 Ok(config) => {
@@ -88,7 +107,7 @@ impl Injector {
     }
 
     fn watched(&self) -> Vec<&Path> {
-        let mut paths: Vec<&Path> = self.certs.paths().to_vec();
+        let mut paths: Vec<&Path> = self.certs.iter().flat_map(|c| c.paths()).collect();
         paths.extend(self.config_path.as_deref());
         paths
     }
@@ -162,21 +181,29 @@ fn respond_bad(injector: &Injector, bad: BadReview, took: Duration) -> Response 
 
 async fn metrics(State(injector): State<Arc<Injector>>) -> Response {
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    let exposed = injector
+        .exposed
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
     (
         [(header::CONTENT_TYPE, content_type)],
-        injector.metrics.encode(),
+        injector.metrics.encode(&exposed),
     )
         .into_response()
 }
 
-/// Serves HTTPS on `listener` until `shutdown` completes, then lets open connections finish
-/// for up to ten seconds.
+/// Serves HTTPS (plain HTTP without a certificate) on `listener` until `shutdown`
+/// completes, then lets open connections finish for up to ten seconds.
 pub async fn serve(
     listener: TcpListener,
     injector: Arc<Injector>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let acceptor = TlsAcceptor::from(server_config(injector.certs.clone())?);
-    crate::serve::serve(listener, router(injector), Some(acceptor), shutdown).await;
+    let acceptor = match injector.certs() {
+        Some(certs) => Some(TlsAcceptor::from(server_config(certs)?)),
+        None => None,
+    };
+    crate::serve::serve(listener, router(injector), acceptor, shutdown).await;
     Ok(())
 }

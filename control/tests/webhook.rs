@@ -454,7 +454,7 @@ async fn certificate_rotation_without_restart() {
     let metrics = server.injector.metrics();
     eventually("the failed reload is counted", || async {
         metrics
-            .encode()
+            .encode(&[])
             .contains("sluice_control_reloads_total{what=\"certificate\",result=\"error\"}")
     })
     .await;
@@ -514,7 +514,7 @@ async fn config_file_changes_apply_without_restart() {
     let metrics = server.injector.metrics();
     eventually("the bad config is refused", || async {
         metrics
-            .encode()
+            .encode(&[])
             .contains("sluice_control_reloads_total{what=\"config\",result=\"error\"}")
     })
     .await;

@@ -82,8 +82,8 @@ impl Discovery {
     }
 
     /// The metrics (also served at `/metrics`).
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// Ends every stream (the proxies reconnect, to another replica).

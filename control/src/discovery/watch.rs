@@ -82,8 +82,8 @@ impl Discovery {
     }
 
     /// Discovery's metrics, for `GET /metrics`.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 }
 

@@ -1,8 +1,10 @@
-//! The webhook's Prometheus metrics, under the `sluice_control` prefix.
+//! The webhook's Prometheus metrics, under the `sluice_control` prefix, and the one
+//! exposition that serves them with the other parts' metrics.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, text};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -72,12 +74,25 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition format.
-    pub fn encode(&self) -> String {
+    /// The text exposition format: these metrics, then those of `others`, as one
+    /// exposition (one `# EOF`).
+    pub fn encode(&self, others: &[Arc<dyn Exposed>]) -> String {
+        let registries = std::iter::once(&self.registry).chain(others.iter().map(|o| o.registry()));
         let mut out = String::new();
-        match prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+        let encoded = registries
+            .into_iter()
+            .try_for_each(|registry| text::encode_registry(&mut out, registry))
+            .and_then(|()| text::encode_eof(&mut out));
+        match encoded {
             Ok(()) => out,
             Err(_) => String::new(),
         }
     }
+}
+
+/// Metrics of another part of the process (discovery, the stream) served at the webhook's
+/// `/metrics` beside its own; their names must not clash with the webhook's.
+pub trait Exposed: std::fmt::Debug + Send + Sync {
+    /// The registry holding them.
+    fn registry(&self) -> &Registry;
 }

@@ -92,7 +92,7 @@ impl Server {
         std::fs::write(&cert, cert_pem).unwrap();
         std::fs::write(&key, key_pem).unwrap();
         let store = CertStore::load(&cert, &key).unwrap();
-        let injector = Arc::new(Injector::new(config, config_path, store));
+        let injector = Arc::new(Injector::new(config, config_path, Some(store)));
         let watcher = webhook::watch(injector.clone()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -141,6 +141,14 @@ impl Capture {
     }
 }
 
+/// Where the proxy's config comes from.
+enum Source<'a> {
+    /// A mesh config file (YAML), watched.
+    Files(&'a str),
+    /// The control plane's discovery stream at this URL.
+    Discovery(&'a str),
+}
+
 /// The client pod with sluice-init applied and sluice-proxy running.
 pub struct Mesh {
     pub client: Pod,
@@ -175,10 +183,29 @@ impl Mesh {
         hosts: &[(IpAddr, &str)],
         capture: Capture,
     ) -> anyhow::Result<Mesh> {
+        Mesh::start_from(node, Source::Files(yaml), extra_args, hosts, capture)
+    }
+
+    /// Like [`Mesh::start_with_hosts`], the config streamed from the control plane at
+    /// `url`; the proxy says it is pod `client` of namespace `default`.
+    pub fn start_discovery(
+        node: &Node,
+        url: &str,
+        hosts: &[(IpAddr, &str)],
+    ) -> anyhow::Result<Mesh> {
+        Mesh::start_from(node, Source::Discovery(url), &[], hosts, Capture::Redirect)
+    }
+
+    fn start_from(
+        node: &Node,
+        source: Source,
+        extra_args: &[&str],
+        hosts: &[(IpAddr, &str)],
+        capture: Capture,
+    ) -> anyhow::Result<Mesh> {
         let client = node.pod("client")?;
         client.set_hosts(hosts)?;
         let config = ConfigDir::new(&client.netns);
-        config.write(yaml);
         let init = client
             .command(binary("sluice-init"))
             .args(["--mode", capture.mode()])
@@ -205,7 +232,19 @@ impl Mesh {
                 cmd
             }
         };
-        cmd.arg("--config").arg(&config.0).args([
+        match source {
+            Source::Files(yaml) => {
+                config.write(yaml);
+                cmd.arg("--config").arg(&config.0);
+            }
+            Source::Discovery(url) => {
+                cmd.args(["--discovery", url, "--namespace", "default", "--pod-name"])
+                    .arg(&client.name)
+                    .arg("--pod-ip")
+                    .arg(client.ipv4.to_string());
+            }
+        }
+        cmd.args([
             "--mode",
             capture.mode(),
             "--labels",

@@ -69,3 +69,9 @@ impl Metrics {
         }
     }
 }
+
+impl crate::webhook::Exposed for Metrics {
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}

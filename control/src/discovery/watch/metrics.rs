@@ -94,3 +94,9 @@ fn kind_of(rejection: &Rejection) -> &str {
         .split_once(' ')
         .map_or("", |(kind, _)| kind)
 }
+
+impl crate::webhook::Exposed for Metrics {
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}

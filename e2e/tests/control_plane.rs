@@ -1,0 +1,283 @@
+//! The mesh end to end against a Kubernetes API: the API stand-in and the real
+//! `sluice-control` (plaintext) in a pod of their own, catalog v1 and v2 in pods behind the
+//! Service `catalog` and its EndpointSlice, and a client pod captured by sluice-init whose
+//! sluice-proxy takes its config from the discovery stream. Changes made through the API
+//! reach the proxy; it keeps routing while the control plane is down and catches up when
+//! it is back; a bad VirtualService is left out and listed, the rest keeps working.
+
+mod proxy_support;
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use proxy_support::*;
+use sluice_e2e::{Node, Pod, Process, binary, eventually};
+use sluice_kube_stub::{Options, StubServer};
+
+const CATALOG: &str = "http://catalog";
+/// Discovery reconnects with up to 10 s of backoff: room for that and a resync.
+const RECONNECT: Duration = Duration::from_secs(40);
+
+fn catalog_objects(v1: Ipv4Addr, v2: Ipv4Addr) -> String {
+    format!(
+        "
+apiVersion: v1
+kind: Service
+metadata: {{name: catalog, namespace: default}}
+spec:
+  clusterIP: {CATALOG_VIP}
+  clusterIPs: [{CATALOG_VIP}]
+  selector: {{app: catalog}}
+  ports: [{{name: http, port: 80, targetPort: 8080, protocol: TCP}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: catalog-v1, namespace: default, labels: {{app: catalog, version: v1}}}}
+spec: {{containers: [{{name: app, image: catalog:1}}]}}
+status: {{podIP: {v1}, phase: Running}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: catalog-v2, namespace: default, labels: {{app: catalog, version: v2}}}}
+spec: {{containers: [{{name: app, image: catalog:2}}]}}
+status: {{podIP: {v2}, phase: Running}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: catalog, namespace: default}}
+spec:
+  host: catalog
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+---
+"
+    )
+}
+
+/// The slice of `catalog` with the endpoints of these pods (name, address).
+fn slice(endpoints: &[(&str, Ipv4Addr)]) -> String {
+    let endpoints: String = endpoints
+        .iter()
+        .map(|(pod, ip)| {
+            format!(
+                "- addresses: [{ip}]\n  conditions: {{ready: true}}\n  targetRef: {{kind: Pod, name: {pod}, namespace: default}}\n"
+            )
+        })
+        .collect();
+    format!(
+        "
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: catalog-abcde
+  namespace: default
+  labels: {{kubernetes.io/service-name: catalog}}
+addressType: IPv4
+ports: [{{name: http, port: 8080, protocol: TCP}}]
+endpoints:
+{endpoints}"
+    )
+}
+
+/// The VirtualService of `catalog` sending everything to `subset` (none: the whole Service).
+fn route_to(subset: Option<&str>) -> String {
+    let subset = subset.map_or(String::new(), |s| format!(", subset: {s}"));
+    format!(
+        "
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: catalog, namespace: default}}
+spec:
+  hosts: [catalog]
+  http: [{{route: [{{destination: {{host: catalog{subset}}}}}]}}]
+"
+    )
+}
+
+const BAD_VIRTUAL_SERVICE: &str = "
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: broken, namespace: default}
+spec:
+  hosts: [catalog]
+  http:
+  - match: [{uri: {regex: '(unclosed'}}]
+    route: [{destination: {host: catalog, subset: v1}}]
+";
+
+/// The control plane's pod: the API stand-in on its runtime, sluice-control beside it.
+struct ControlPlane {
+    pod: Pod,
+    stub: StubServer,
+    kubeconfig: PathBuf,
+    process: Option<Process>,
+    /// What the stopped sluice-control printed.
+    stopped_log: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl ControlPlane {
+    fn start(node: &Node) -> anyhow::Result<ControlPlane> {
+        let pod = node.pod("control")?;
+        let runtime = pod.runtime()?;
+        let stub = runtime.block_on(runtime.spawn(StubServer::start(Options::default())))??;
+        let kubeconfig = std::env::temp_dir().join(format!("{}.kubeconfig", pod.netns));
+        stub.write_kubeconfig(&kubeconfig)?;
+        let mut control = ControlPlane {
+            pod,
+            stub,
+            kubeconfig,
+            process: None,
+            stopped_log: String::new(),
+            _runtime: runtime,
+        };
+        control.run()?;
+        Ok(control)
+    }
+
+    /// The discovery stream's URL, for the proxies.
+    fn url(&self) -> String {
+        format!("http://{}:15012", self.pod.ipv4)
+    }
+
+    /// Starts sluice-control (again).
+    fn run(&mut self) -> anyhow::Result<()> {
+        let mut cmd = self.pod.command(binary("sluice-control"));
+        cmd.args(["--listen", "0.0.0.0:9443"])
+            .args(["--discovery-listen", "0.0.0.0:15012"])
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["--log-level", "info,sluice_control=debug"]);
+        self.process = Some(self.pod.spawn(cmd)?);
+        eventually("sluice-control to sync", TIMEOUT, || {
+            let (status, body) = self.get("/healthz/ready")?;
+            ensure!(status == 200, "{status} {body}");
+            Ok(())
+        })
+        .with_context(|| format!("sluice-control log:\n{}", self.log()))
+    }
+
+    fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(process) = self.process.take() {
+            let output = process.kill()?;
+            self.stopped_log = String::from_utf8_lossy(&output.stderr).into_owned();
+        }
+        Ok(())
+    }
+
+    fn log(&self) -> String {
+        let running = self.process.as_ref().map_or(String::new(), Process::stderr);
+        format!("{}{running}", self.stopped_log)
+    }
+
+    /// GET on the discovery port, from inside the pod.
+    fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let reply = curl(&self.pod, &format!("http://127.0.0.1:15012{path}"), &[])?;
+        Ok((reply.status, reply.body))
+    }
+
+    fn apply(&self, yaml: &str) -> anyhow::Result<()> {
+        self.stub.apply_yaml(yaml)?;
+        Ok(())
+    }
+}
+
+/// `what` with the logs of the proxy and the control plane, for a failure.
+fn context(mesh: &Mesh, control: &ControlPlane, what: &str) -> String {
+    format!(
+        "{what}\nproxy log:\n{}\ncontrol log:\n{}",
+        mesh.proxy.stderr(),
+        control.log()
+    )
+}
+
+/// Waits until ten requests in a row are answered by `app`.
+fn until_all(mesh: &Mesh, app: &str, timeout: Duration) -> anyhow::Result<()> {
+    eventually(&format!("every request to go to {app}"), timeout, || {
+        all(mesh, app)
+    })
+}
+
+/// Ten requests, each answered by `app`.
+fn all(mesh: &Mesh, app: &str) -> anyhow::Result<()> {
+    for _ in 0..10 {
+        let reply = mesh.curl(CATALOG, &[])?;
+        ensure!(
+            reply.status == 200 && reply.app == app,
+            "{} from {:?}",
+            reply.status,
+            reply.app
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn the_mesh_follows_the_kubernetes_api_and_survives_the_control_plane() -> anyhow::Result<()> {
+    let node = Node::new("control_plane")?;
+    let mut control = ControlPlane::start(&node)?;
+    let v1 = http_app(&node, "catalog-v1", "catalog", "v1", 8080)?;
+    let v2 = http_app(&node, "catalog-v2", "catalog", "v2", 8080)?;
+    let (ip1, ip2) = (v1.pod.ipv4, v2.pod.ipv4);
+    control.apply(&catalog_objects(ip1, ip2))?;
+    control.apply(&slice(&[("catalog-v1", ip1), ("catalog-v2", ip2)]))?;
+    control.apply(&route_to(Some("v1")))?;
+    let mesh = Mesh::start_discovery(&node, &control.url(), &[(CATALOG_VIP.into(), "catalog")])?;
+
+    // (a) The initial sync.
+    until_all(&mesh, "catalog-v1", TIMEOUT)
+        .with_context(|| context(&mesh, &control, "initial sync"))?;
+
+    // (b) A VirtualService change.
+    control.apply(&route_to(Some("v2")))?;
+    until_all(&mesh, "catalog-v2", TIMEOUT)
+        .with_context(|| context(&mesh, &control, "route to v2"))?;
+
+    // (c) An endpoint removed from the slice: only the other one answers.
+    control.apply(&route_to(None))?;
+    eventually("both versions to answer", TIMEOUT, || {
+        let apps: Vec<String> = (0..10)
+            .map(|_| mesh.curl(CATALOG, &[]).map(|r| r.app))
+            .collect::<anyhow::Result<_>>()?;
+        ensure!(
+            apps.iter().any(|a| a == "catalog-v1") && apps.iter().any(|a| a == "catalog-v2"),
+            "{apps:?}"
+        );
+        Ok(())
+    })
+    .with_context(|| context(&mesh, &control, "route to the Service"))?;
+    control.apply(&slice(&[("catalog-v2", ip2)]))?;
+    until_all(&mesh, "catalog-v2", TIMEOUT)
+        .with_context(|| context(&mesh, &control, "v1 removed"))?;
+
+    // (d) The control plane down: the proxy keeps routing; a change made meanwhile
+    // arrives once it is back.
+    control.stop()?;
+    all(&mesh, "catalog-v2").with_context(|| context(&mesh, &control, "control plane down"))?;
+    control.apply(&slice(&[("catalog-v1", ip1)]))?;
+    all(&mesh, "catalog-v2").with_context(|| context(&mesh, &control, "a change while down"))?;
+    control.run()?;
+    until_all(&mesh, "catalog-v1", RECONNECT)
+        .with_context(|| context(&mesh, &control, "control plane back"))?;
+
+    // (e) A bad VirtualService is left out and listed; the rest keeps working.
+    control.apply(BAD_VIRTUAL_SERVICE)?;
+    eventually("the bad VirtualService to be rejected", TIMEOUT, || {
+        let (status, body) = control.get("/v1/rejected")?;
+        ensure!(status == 200, "{status} {body}");
+        ensure!(body.contains("VirtualService default/broken"), "{body}");
+        Ok(())
+    })
+    .with_context(|| context(&mesh, &control, "bad VirtualService"))?;
+    all(&mesh, "catalog-v1")
+        .with_context(|| context(&mesh, &control, "after the bad VirtualService"))?;
+    let (_, proxies) = control.get("/v1/proxies")?;
+    ensure!(
+        proxies.contains("\"client\""),
+        "the proxy is listed: {proxies}"
+    );
+    Ok(())
+}
