@@ -4,14 +4,14 @@
 #[path = "support/tls.rs"]
 mod tls;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine as _;
 use sluice_kube_stub::{Options, StubServer};
 
 /// Runs `sluice check --kubeconfig FILE` for the stand-in; returns exit code and output.
-fn check(kubeconfig: &PathBuf) -> (i32, String) {
+fn check(kubeconfig: &Path) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("check")
         .arg("--kubeconfig")
@@ -21,6 +21,14 @@ fn check(kubeconfig: &PathBuf) -> (i32, String) {
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), text)
+}
+
+/// [`check`] on the blocking pool, so the stand-in on this runtime keeps answering.
+async fn check_off_runtime(kubeconfig: &Path) -> (i32, String) {
+    let kubeconfig = kubeconfig.to_path_buf();
+    tokio::task::spawn_blocking(move || check(&kubeconfig))
+        .await
+        .unwrap()
 }
 
 /// The line of `check` in the output, with the fix line below it if any.
@@ -117,12 +125,7 @@ async fn each_check_gives_its_verdict_and_fix() {
     server.write_kubeconfig(&kubeconfig).unwrap();
 
     // Nothing installed but the CRDs the stand-in serves.
-    let (code, out) = tokio::task::spawn_blocking({
-        let kubeconfig = kubeconfig.clone();
-        move || check(&kubeconfig)
-    })
-    .await
-    .unwrap();
+    let (code, out) = check_off_runtime(&kubeconfig).await;
     assert_eq!(code, 1, "{out}");
     assert!(verdict(&out, "API server").starts_with("ok "), "{out}");
     assert!(verdict(&out, "CRDs").starts_with("ok "), "{out}");
@@ -158,12 +161,7 @@ async fn each_check_gives_its_verdict_and_fix() {
         .apply_yaml(&control_plane(&cert, &key, &other.ca_pem()))
         .unwrap();
     server.apply_yaml(SHOP).unwrap();
-    let (code, out) = tokio::task::spawn_blocking({
-        let kubeconfig = kubeconfig.clone();
-        move || check(&kubeconfig)
-    })
-    .await
-    .unwrap();
+    let (code, out) = check_off_runtime(&kubeconfig).await;
     assert_eq!(code, 1, "{out}");
     assert!(verdict(&out, "control plane").starts_with("ok "), "{out}");
     assert!(
@@ -189,9 +187,7 @@ async fn each_check_gives_its_verdict_and_fix() {
     server
         .apply_yaml(&control_plane(&cert, &key, &pki.ca_pem()))
         .unwrap();
-    let (_, out) = tokio::task::spawn_blocking(move || check(&kubeconfig))
-        .await
-        .unwrap();
+    let (_, out) = check_off_runtime(&kubeconfig).await;
     let webhook = verdict(&out, "webhook");
     assert!(webhook.starts_with("ok "), "{out}");
     assert!(
