@@ -3,7 +3,8 @@
 //! Service `catalog` and its EndpointSlice, and a client pod captured by sluice-init whose
 //! sluice-proxy takes its config from the discovery stream. Changes made through the API
 //! reach the proxy; it keeps routing while the control plane is down and catches up when
-//! it is back; a bad VirtualService is left out and listed, the rest keeps working.
+//! it is back; a bad VirtualService is left out and listed, the rest keeps working; a
+//! MeshConfig in the mesh root namespace (REGISTRY_ONLY) applies to the whole mesh.
 
 mod proxy_support;
 
@@ -279,5 +280,42 @@ fn the_mesh_follows_the_kubernetes_api_and_survives_the_control_plane() -> anyho
         proxies.contains("\"client\""),
         "the proxy is listed: {proxies}"
     );
+
+    // (f) A MeshConfig in the mesh root namespace applies mesh-wide: REGISTRY_ONLY refuses
+    // a destination the registry does not know (catalog-v2 is no endpoint since (d)),
+    // which ALLOW_ANY passed through.
+    let outside = format!("http://{ip2}:8080/");
+    let through = mesh.curl(&outside, &[])?;
+    ensure!(
+        (through.status, through.app.as_str()) == (200, "catalog-v2"),
+        "ALLOW_ANY passes through: {} from {:?}",
+        through.status,
+        through.app
+    );
+    control.apply(REGISTRY_ONLY)?;
+    eventually(
+        "REGISTRY_ONLY to refuse the unknown destination",
+        TIMEOUT,
+        || {
+            let reply = mesh.curl(&outside, &[])?;
+            ensure!(reply.status == 502, "{} from {:?}", reply.status, reply.app);
+            Ok(())
+        },
+    )
+    .with_context(|| context(&mesh, &control, "REGISTRY_ONLY from sluice-system"))?;
+    all(&mesh, "catalog-v1").with_context(|| context(&mesh, &control, "known destinations"))?;
     Ok(())
 }
+
+/// A mesh-wide MeshConfig: it lives in the mesh root namespace.
+const REGISTRY_ONLY: &str = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: sluice-system}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh, namespace: sluice-system}
+spec:
+  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+";
