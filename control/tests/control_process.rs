@@ -41,7 +41,7 @@ impl Control {
     /// Starts the binary on two free loopback ports with `kubeconfig` (else no cluster:
     /// no `KUBECONFIG`, an empty home, not in a pod), logging to a file named after `test`.
     fn start(test: &str, kubeconfig: Option<&Path>) -> Control {
-        let (webhook, discovery) = (free_port(), free_port());
+        let (webhook, discovery) = free_addresses();
         let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{test}.log"));
         let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{test}-home"));
         std::fs::create_dir_all(&home).unwrap();
@@ -82,10 +82,12 @@ impl Drop for Control {
     }
 }
 
-/// A port nothing listens on (bound, then released).
-fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+/// Two distinct addresses nothing listens on: both are bound before either is released,
+/// since a port released at once may be handed out again by the next bind to port 0.
+fn free_addresses() -> (SocketAddr, SocketAddr) {
+    let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    (a.local_addr().unwrap(), b.local_addr().unwrap())
 }
 
 /// `GET path` over HTTP/1.1: the status and body, or why there is none.

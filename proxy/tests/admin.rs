@@ -82,12 +82,13 @@ async fn readiness_turns_503_when_draining_starts() {
 }
 
 /// A free port on loopback (the kernel's pick, released for the proxy to bind).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `N` distinct free ports: the listeners are held until all are chosen, since a port
+/// released at once may be handed out again by the next bind to port 0.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 #[tokio::test]
@@ -99,12 +100,13 @@ async fn quitquitquit_drains_and_returns() {
         "apiVersion: sluice.dev/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh}\nspec: {}\n",
     )
     .unwrap();
+    let [outbound, inbound, admin, health, metrics] = free_ports();
     let ports = Ports {
-        outbound: free_port(),
-        inbound: free_port(),
-        admin: free_port(),
-        health: free_port(),
-        metrics: free_port(),
+        outbound,
+        inbound,
+        admin,
+        health,
+        metrics,
     };
     let settings = Settings {
         source: sluice_proxy::Source::Files(dir.clone()),

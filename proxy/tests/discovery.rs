@@ -439,13 +439,14 @@ async fn a_lost_control_plane_changes_nothing_and_its_successor_is_followed() {
         .await;
 }
 
-/// A free port on loopback (the kernel's pick, released for the proxy to bind).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `N` distinct free ports on loopback (the kernel's picks, released for the proxy to
+/// bind): the listeners are held until all are chosen, since a port released at once may
+/// be handed out again by the next bind to port 0.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 /// The status of `GET /healthz/ready` on `port`.
@@ -481,12 +482,13 @@ async fn until_ready(port: u16, status: u16) {
 #[tokio::test]
 async fn readiness_waits_for_the_first_version_only() {
     let control = Control::start("127.0.0.1:0", None).await;
+    let [outbound, inbound, admin, health, metrics] = free_ports();
     let ports = Ports {
-        outbound: free_port(),
-        inbound: free_port(),
-        admin: free_port(),
-        health: free_port(),
-        metrics: free_port(),
+        outbound,
+        inbound,
+        admin,
+        health,
+        metrics,
     };
     let settings = Settings {
         source: Source::Discovery {
