@@ -9,7 +9,6 @@
 //! watchers have synced) and `GET /metrics`.
 
 mod diff;
-mod lines;
 mod metrics;
 mod proxies;
 mod session;
@@ -35,10 +34,10 @@ use tokio_rustls::TlsAcceptor;
 use super::state::{ClusterConfig, Subscriber};
 use super::view::view;
 use crate::webhook::{CertStore, server_config};
-use lines::Lines;
 pub use metrics::Metrics;
 use proxies::Proxies;
 pub use proxies::{Nack, ProxyStatus};
+use sluice_body_lines::Lines;
 use wire::{Hello, Rendered};
 
 /// A proxy's lines are a hello, acks and nacks: a MiB is plenty.

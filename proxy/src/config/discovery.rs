@@ -7,7 +7,6 @@
 
 mod connect;
 mod held;
-mod lines;
 pub mod wire;
 
 use std::sync::Arc;
@@ -22,7 +21,7 @@ use tokio::sync::mpsc;
 
 pub use connect::{Target, TargetError};
 use held::Held;
-use lines::Lines;
+use sluice_body_lines::Lines;
 pub use wire::Hello;
 use wire::Update;
 

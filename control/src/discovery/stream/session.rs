@@ -6,10 +6,10 @@ use axum::body::{Body, Bytes};
 use sluice_api::model::Workload;
 
 use super::diff::Sent;
-use super::lines::Lines;
 use super::proxies::{Connected, Nack};
 use super::wire::{Hello, Reply};
 use super::{ClusterConfig, Discovery};
+use sluice_body_lines::Lines;
 
 /// Runs until the proxy goes away, the stream breaks or the server closes.
 pub(super) async fn run(
