@@ -6,6 +6,7 @@
 //! by index, regexes are compiled, weights become a smooth schedule, and
 //! rules that can never apply to this workload are dropped.
 
+pub mod edge;
 pub mod policy;
 pub mod registry;
 pub mod routes;
@@ -98,12 +99,29 @@ pub struct Model {
     pub routes: RouteTables,
     /// The workload the model was compiled for.
     pub workload: Workload,
+    /// What a gateway serves (empty for sidecars).
+    pub edge: edge::Edge,
+}
+
+/// What a proxy is, which decides what its model holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum Role {
+    /// A sidecar: the mesh's routes.
+    #[default]
+    Sidecar,
+    /// An edge gateway: also the Gateways that select it and the routes bound to them.
+    Gateway,
 }
 
 impl Model {
     /// Compiles validated resources for a workload. Resources must have passed
     /// validation (the `validate` module) without errors; compiling does not fail.
     pub fn compile(resources: &[Resource], workload: &Workload) -> Model {
+        Model::compile_as(resources, workload, Role::Sidecar)
+    }
+
+    /// Compiles validated resources for a workload in `role`.
+    pub fn compile_as(resources: &[Resource], workload: &Workload, role: Role) -> Model {
         // A delegate's `exportTo` is about its root's namespace, not the workload's.
         let delegates = Delegates::index(resources);
         let hidden = |r: &Resource| !workload.sees(r);
@@ -119,7 +137,12 @@ impl Model {
         });
         let registry = Registry::build(resources);
         let routes = RouteTables::build(resources, &delegates, &registry, workload);
+        let edge = match role {
+            Role::Sidecar => edge::Edge::default(),
+            Role::Gateway => edge::Edge::build(resources, &delegates, &registry, workload),
+        };
         Model {
+            edge,
             mesh: MeshSettings::from_config(mesh),
             registry,
             routes,

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwapOption;
 use serde::Serialize;
-use sluice_api::model::{Model, Workload};
+use sluice_api::model::{Model, Role, Workload};
 use sluice_api::{load_paths, validate};
 use tokio::sync::watch as tokio_watch;
 
@@ -103,6 +103,7 @@ pub struct Store {
     ready: tokio_watch::Sender<bool>,
     metrics: ConfigMetrics,
     breakers: Breakers,
+    role: Role,
 }
 
 impl Store {
@@ -115,7 +116,26 @@ impl Store {
             ready: tokio_watch::channel(false).0,
             metrics,
             breakers: Breakers::default(),
+            role: Role::Sidecar,
         }
+    }
+
+    /// An empty store that compiles config for an edge gateway.
+    pub fn gateway(metrics: ConfigMetrics) -> Store {
+        Store {
+            role: Role::Gateway,
+            ..Store::new(metrics)
+        }
+    }
+
+    /// What the config is compiled for.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Changes each time a config version is put in force.
+    pub fn changes(&self) -> tokio_watch::Receiver<bool> {
+        self.ready.subscribe()
     }
 
     /// A store serving `model` at once (tests).
@@ -164,7 +184,7 @@ impl Store {
             }
             *last = Some(fingerprint);
         }
-        match load(path, workload) {
+        match load_as(path, workload, self.role) {
             Ok((model, warnings)) => self.publish(model, warnings, None),
             Err(err) => self.reject(&err),
         }
@@ -177,6 +197,7 @@ impl Store {
         let hosts = model.routes.len();
         let snap = Snapshot::build(version, model, &self.breakers);
         warnings.extend(snap.clusters.warnings.iter().cloned());
+        warnings.extend(snap.model.edge.warnings.iter().cloned());
         self.current.store(Some(Arc::new(snap)));
         {
             let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
@@ -213,6 +234,15 @@ impl Store {
 /// Loads, validates and compiles the config at `path` for a workload; returns
 /// the model and the warnings.
 pub fn load(path: &Path, workload: &Workload) -> Result<(Model, Vec<String>), ConfigError> {
+    load_as(path, workload, Role::Sidecar)
+}
+
+/// [`load`] for a proxy in `role`.
+pub fn load_as(
+    path: &Path,
+    workload: &Workload,
+    role: Role,
+) -> Result<(Model, Vec<String>), ConfigError> {
     let mut set = load_paths(&[path]);
     validate::validate(&mut set);
     if set.has_errors() {
@@ -223,7 +253,7 @@ pub fn load(path: &Path, workload: &Workload) -> Result<(Model, Vec<String>), Co
         });
     }
     let warnings = set.diagnostics.iter().map(ToString::to_string).collect();
-    Ok((Model::compile(&set.resources, workload), warnings))
+    Ok((Model::compile_as(&set.resources, workload, role), warnings))
 }
 
 /// A hash of the config files' names and contents, to skip reloads that change nothing.

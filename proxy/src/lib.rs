@@ -15,6 +15,7 @@ pub mod destination;
 pub mod dns;
 pub mod drain;
 pub mod error;
+pub mod gateway;
 pub mod http;
 pub mod listener;
 pub mod logging;
@@ -142,6 +143,8 @@ pub struct Settings {
     /// tproxy mode: SO_MARK of the connections to the app made from the client's address
     /// (sluice-init's `--tproxy-mark`).
     pub tproxy_mark: u32,
+    /// Gateway mode: the edge's settings.
+    pub gateway: gateway::Options,
 }
 
 /// What the connections of a running proxy share.
@@ -294,7 +297,10 @@ pub async fn run(
     level: String,
 ) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new(settings.access_log));
-    let store = Arc::new(Store::new(metrics.config.clone()));
+    let store = Arc::new(match settings.mode {
+        listener::Mode::Gateway => Store::gateway(metrics.config.clone()),
+        listener::Mode::Redirect | listener::Mode::Tproxy => Store::new(metrics.config.clone()),
+    });
     follow(&settings, &store).await;
 
     let ports = settings.ports;
@@ -334,6 +340,43 @@ pub async fn run(
     }
 
     let identity = Identity::of_pod(&settings.workload, settings.pod_name.as_deref());
+    if settings.mode == listener::Mode::Gateway {
+        let edge = Sidecar::new(
+            store,
+            Arc::new(orig_dst::SoOriginalDst),
+            metrics,
+            identity,
+            ports,
+        );
+        tokio::spawn(gateway::serve(Arc::new(edge), settings.gateway, watch));
+        tracing::info!(mode = ?settings.mode, "serving the edge");
+    } else {
+        serve_sidecar(&settings, store, metrics, identity, watch)?;
+    }
+
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        () = quit.notified() => {}
+    }
+    tracing::info!(timeout = ?settings.drain_timeout, "draining: no new connections; finishing in-flight requests");
+    if drain_signal.drain(settings.drain_timeout).await {
+        tracing::info!("drained");
+    } else {
+        tracing::warn!("drain timeout passed with connections still open; closing them");
+    }
+    Ok(())
+}
+
+/// Opens the capture listeners of a sidecar.
+fn serve_sidecar(
+    settings: &Settings,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    identity: Identity,
+    watch: drain::Watch,
+) -> Result<(), Error> {
+    let ports = settings.ports;
     let mut sidecar = Sidecar::new(
         store,
         Arc::new(orig_dst::SoOriginalDst),
@@ -381,17 +424,5 @@ pub async fn run(
         mode = ?settings.mode,
         "listening"
     );
-
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-        () = quit.notified() => {}
-    }
-    tracing::info!(timeout = ?settings.drain_timeout, "draining: no new connections; finishing in-flight requests");
-    if drain_signal.drain(settings.drain_timeout).await {
-        tracing::info!("drained");
-    } else {
-        tracing::warn!("drain timeout passed with connections still open; closing them");
-    }
     Ok(())
 }

@@ -26,6 +26,9 @@ pub enum Mode {
     /// NAT-redirects (see [`crate::orig_dst::Tproxy`]). Needs CAP_NET_ADMIN, which injection
     /// grants in this mode.
     Tproxy,
+    /// No capture: an edge gateway listening on the ports of the Gateways that select its
+    /// labels (see [`crate::gateway`]).
+    Gateway,
 }
 
 /// sluice-init's default `--tproxy-mark`: the SO_MARK of the proxy's transparent connections to

@@ -62,7 +62,8 @@ struct Args {
         default_value = ""
     )]
     app_probes: String,
-    /// Inbound capture mode of sluice-init: `tproxy` listens with IP_TRANSPARENT (CAP_NET_ADMIN).
+    /// Inbound capture mode of sluice-init: `tproxy` listens with IP_TRANSPARENT (CAP_NET_ADMIN);
+    /// `gateway`: no capture, an edge proxy serving the Gateways that select `--labels`.
     #[arg(long, env = "SLUICE_MODE", value_enum, default_value_t = Mode::Redirect)]
     mode: Mode,
     /// tproxy mode: firewall mark of the proxy's transparent connections to the app, which
@@ -106,6 +107,15 @@ struct Args {
     /// Log format.
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Gateway mode: proxies in front of the gateway whose `x-forwarded-for` entries are
+    /// trusted to name the client (Istio's `numTrustedProxies`).
+    #[arg(
+        long,
+        env = "SLUICE_NUM_TRUSTED_PROXIES",
+        default_value_t = 0,
+        value_name = "N"
+    )]
+    num_trusted_proxies: u32,
     /// Write one JSON access log line per request to stdout.
     #[arg(long, env = "SLUICE_ACCESS_LOG")]
     access_log: bool,
@@ -204,6 +214,9 @@ fn main() -> anyhow::Result<()> {
         app_probes,
         mode: args.mode,
         tproxy_mark: args.tproxy_mark,
+        gateway: sluice_proxy::gateway::Options {
+            trusted_proxies: args.num_trusted_proxies,
+        },
     };
     tracing::info!(?args, labels = ?settings.workload.labels, probes = settings.app_probes.len(), "starting");
     runtime.block_on(sluice_proxy::run(settings, set_level, args.log_level))?;

@@ -1,5 +1,6 @@
 //! Route tables: per host, the VirtualService rules compiled for the request path.
 
+mod binding;
 mod cors;
 mod delegate;
 mod http_rule;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use serde::Serialize;
 
+pub use binding::Binding;
 pub use cors::Cors;
 pub use delegate::Delegates;
 pub use http_rule::{
@@ -206,22 +208,38 @@ impl RouteTables {
         registry: &Registry,
         workload: &Workload,
     ) -> RouteTables {
+        RouteTables::build_bound(resources, delegates, registry, workload, Binding::Mesh)
+    }
+
+    /// Compiles the VirtualServices (and their rules) that `binding` admits, as
+    /// [`RouteTables::build`] does for sidecars.
+    pub fn build_bound<'a>(
+        resources: &'a [Resource],
+        delegates: &Delegates<'a>,
+        registry: &Registry,
+        workload: &Workload,
+        binding: Binding<'_>,
+    ) -> RouteTables {
         let mut tables = RouteTables::default();
         for r in resources {
             let Spec::VirtualService(vs) = &r.spec else {
                 continue;
             };
-            if !(vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh")) {
+            let ns = r.meta.namespace();
+            if !binding.admits(&vs.gateways, ns) {
                 continue;
             }
-            let ns = r.meta.namespace();
+            let scope = Scope {
+                ns,
+                workload,
+                binding,
+            };
             let vhost = Arc::new(compile_vs(
                 vs,
                 format!("{ns}/{}", r.meta.name),
-                ns,
+                scope,
                 delegates,
                 registry,
-                workload,
             ));
             for host in &vs.hosts {
                 let host = fqdn(host, ns);
@@ -262,29 +280,51 @@ impl RouteTables {
     }
 }
 
+/// What rules are compiled for: the namespace of the VirtualService they come from, the
+/// workload, and the proxies the VirtualService is bound to.
+#[derive(Clone, Copy)]
+struct Scope<'s> {
+    ns: &'s str,
+    workload: &'s Workload,
+    binding: Binding<'s>,
+}
+
+impl Scope<'_> {
+    /// True when a match block's source conditions and gateways select this proxy.
+    fn selects(
+        &self,
+        labels: &std::collections::BTreeMap<String, String>,
+        namespace: Option<&str>,
+        gateways: &[String],
+    ) -> bool {
+        http_rule::selects(self.workload, labels, namespace)
+            && (gateways.is_empty() || self.binding.admits(gateways, self.ns))
+    }
+}
+
 fn compile_vs<'a>(
     vs: &'a VirtualService,
     name: String,
-    ns: &'a str,
+    scope: Scope<'a>,
     delegates: &Delegates<'a>,
     registry: &Registry,
-    workload: &Workload,
 ) -> VirtualHost {
+    let ns = scope.ns;
     let http = vs
         .http
         .iter()
         .flat_map(|r| delegates.expand(r, ns))
-        .filter_map(|(r, ns)| HttpRule::compile(&r, ns, registry, workload))
+        .filter_map(|(r, ns)| HttpRule::compile(&r, Scope { ns, ..scope }, registry))
         .collect();
     let tcp = vs
         .tcp
         .iter()
-        .filter_map(|r| l4_rule(&r.matches, &r.route, ns, registry, workload))
+        .filter_map(|r| l4_rule(&r.matches, &r.route, scope, registry))
         .collect();
     let tls = vs
         .tls
         .iter()
-        .filter_map(|r| l4_rule(&r.matches, &r.route, ns, registry, workload))
+        .filter_map(|r| l4_rule(&r.matches, &r.route, scope, registry))
         .collect();
     VirtualHost {
         name,
@@ -298,7 +338,7 @@ fn compile_vs<'a>(
 /// callers they select.
 trait L4Attributes {
     fn compile(&self) -> L4Match;
-    fn selects(&self, workload: &Workload) -> bool;
+    fn selects(&self, scope: &Scope<'_>) -> bool;
 }
 
 impl L4Attributes for L4MatchAttributes {
@@ -306,9 +346,8 @@ impl L4Attributes for L4MatchAttributes {
         l4_match(self.port, &self.destination_subnets, &[])
     }
 
-    fn selects(&self, workload: &Workload) -> bool {
-        http_rule::selects(
-            workload,
+    fn selects(&self, scope: &Scope<'_>) -> bool {
+        scope.selects(
             &self.source_labels,
             self.source_namespace.as_deref(),
             &self.gateways,
@@ -321,9 +360,8 @@ impl L4Attributes for TlsMatchAttributes {
         l4_match(self.port, &self.destination_subnets, &self.sni_hosts)
     }
 
-    fn selects(&self, workload: &Workload) -> bool {
-        http_rule::selects(
-            workload,
+    fn selects(&self, scope: &Scope<'_>) -> bool {
+        scope.selects(
             &self.source_labels,
             self.source_namespace.as_deref(),
             &self.gateways,
@@ -334,13 +372,13 @@ impl L4Attributes for TlsMatchAttributes {
 fn l4_rule<M: L4Attributes>(
     raw: &[M],
     route: &[RouteDestination],
-    ns: &str,
+    scope: Scope<'_>,
     registry: &Registry,
-    workload: &Workload,
 ) -> Option<L4Rule> {
+    let ns = scope.ns;
     let matches: Vec<L4Match> = raw
         .iter()
-        .filter(|m| m.selects(workload))
+        .filter(|m| m.selects(&scope))
         .map(L4Attributes::compile)
         .collect();
     if matches.is_empty() && !raw.is_empty() {

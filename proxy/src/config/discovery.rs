@@ -121,9 +121,10 @@ impl Stream {
         let version = update.version;
         let mut held = std::mem::take(&mut self.held);
         let workload = self.workload.clone();
+        let role = self.store.role();
         // Loading and compiling is blocking work: keep it off the request path's threads.
         let (held, result) = tokio::task::spawn_blocking(move || {
-            let result = held.apply(update).map(|()| held.compile(&workload));
+            let result = held.apply(update).map(|()| held.compile(&workload, role));
             (held, result)
         })
         .await

@@ -26,6 +26,7 @@ use crate::balance::{HashInput, SessionCookie};
 use crate::config::Snapshot;
 use crate::destination;
 use crate::error::ProxyError;
+use crate::gateway::Edge;
 use crate::metrics::{AccessDetails, Direction, RequestLabels, RequestRecord};
 use head::{Head, Outgoing};
 
@@ -35,6 +36,16 @@ pub struct Outbound {
     sidecar: Arc<Sidecar>,
     dst: SocketAddr,
     peer: SocketAddr,
+    router: Router,
+}
+
+/// How the requests of a connection find their route.
+#[derive(Clone, Debug)]
+enum Router {
+    /// A sidecar's: by the authority and the original destination.
+    Sidecar,
+    /// An edge gateway's: by the Gateway servers of the port the client connected to.
+    Edge(Arc<Edge>),
 }
 
 /// What a forwarded request needs besides the request itself.
@@ -56,12 +67,38 @@ struct ClientRequest {
 impl Outbound {
     /// The handler for requests of a connection from `peer` to `dst`.
     pub fn new(sidecar: Arc<Sidecar>, dst: SocketAddr, peer: SocketAddr) -> Outbound {
-        Outbound { sidecar, dst, peer }
+        Outbound {
+            sidecar,
+            dst,
+            peer,
+            router: Router::Sidecar,
+        }
+    }
+
+    /// The handler for requests of a gateway's client connection from `peer` to its port at
+    /// `local`.
+    pub fn edge(
+        sidecar: Arc<Sidecar>,
+        local: SocketAddr,
+        peer: SocketAddr,
+        edge: Arc<Edge>,
+    ) -> Outbound {
+        Outbound {
+            sidecar,
+            dst: local,
+            peer,
+            router: Router::Edge(edge),
+        }
     }
 
     /// Answers one request.
-    pub async fn handle(self, req: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(mut self, mut req: Request<Incoming>) -> Response<Body> {
         let started = Instant::now();
+        // The one place an edge request is prepared before routing (forwarding headers,
+        // request id); the client address it returns stands in for the peer from here on.
+        if let Router::Edge(edge) = &self.router {
+            self.peer = edge.prepare(req.headers_mut(), self.peer);
+        }
         let authority = forward::authority(req.uri(), req.headers())
             .map_or_else(|| self.dst.to_string(), str::to_string);
         let mut record = self.record(&req);
@@ -90,14 +127,20 @@ impl Outbound {
         let (parts, body) = req.into_parts();
         let info = RequestInfo {
             method: parts.method.as_str(),
-            scheme: "http",
+            scheme: match &self.router {
+                Router::Sidecar => "http",
+                Router::Edge(edge) => edge.scheme(),
+            },
             authority: &authority,
             path: parts.uri.path(),
             query: parts.uri.query().unwrap_or(""),
             port: self.dst.port(),
             headers: &parts.headers,
         };
-        let routed = route::route(&snap.model, &info, self.dst);
+        let routed = match &self.router {
+            Router::Sidecar => route::route(&snap.model, &info, self.dst),
+            Router::Edge(edge) => edge.route(&snap.model, &info),
+        };
         record.set_route(routed.rule.and_then(|r| r.name.as_deref()));
         let cors_policy = routed.rule.and_then(|r| r.cors.as_ref());
         let cors_origin = match cors_policy.map(|c| cors::decide(c, &parts.method, &parts.headers))

@@ -68,6 +68,12 @@ pub fn route<'m>(model: &'m Model, req: &RequestInfo<'_>, dst: SocketAddr) -> Ro
             action,
         };
     };
+    by_rules(vhost, req)
+}
+
+/// Routes a request by the http rules of the VirtualService that applies to it (the
+/// sidecar's and the gateway's routing share this).
+pub fn by_rules<'m>(vhost: &'m VirtualHost, req: &RequestInfo<'_>) -> Routed<'m> {
     let Some(rule) = vhost.http.iter().find(|r| r.matches(req)) else {
         let err = ProxyError::NoRoute {
             vs: vhost.name.clone(),

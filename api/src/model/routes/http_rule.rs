@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Cors, Target, WeightedTargets, weights};
+use super::{Cors, Scope, Target, WeightedTargets, weights};
 use crate::istio::StringMatch;
 use crate::istio::virtual_service::{
     HeaderOperations, Headers, HttpMatchRequest, HttpRedirect, HttpRetry, HttpRoute,
@@ -118,13 +118,11 @@ pub(super) fn selects(
     workload: &Workload,
     labels: &BTreeMap<String, String>,
     namespace: Option<&str>,
-    gateways: &[String],
 ) -> bool {
     labels
         .iter()
         .all(|(k, v)| workload.labels.get(k) == Some(v))
         && namespace.is_none_or(|ns| ns == workload.namespace)
-        && (gateways.is_empty() || gateways.iter().any(|g| g == "mesh"))
 }
 
 /// Header changes: set (overwrite), add (append), remove.
@@ -357,21 +355,14 @@ impl HttpRule {
     /// Compiles a rule; `None` when none of its match blocks can select this workload.
     pub(super) fn compile(
         r: &HttpRoute,
-        ns: &str,
+        scope: Scope<'_>,
         registry: &Registry,
-        workload: &Workload,
     ) -> Option<HttpRule> {
+        let ns = scope.ns;
         let matches: Vec<RequestMatch> = r
             .matches
             .iter()
-            .filter(|m| {
-                selects(
-                    workload,
-                    &m.source_labels,
-                    m.source_namespace.as_deref(),
-                    &m.gateways,
-                )
-            })
+            .filter(|m| scope.selects(&m.source_labels, m.source_namespace.as_deref(), &m.gateways))
             .map(RequestMatch::compile)
             .collect();
         if matches.is_empty() && !r.matches.is_empty() {

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sluice_api::model::{Model, Workload};
+use sluice_api::model::{Model, Role, Workload};
 use sluice_api::{Resource, load_str};
 
 use super::wire::{Entry, Update};
@@ -81,9 +81,13 @@ impl Held {
         }
     }
 
-    /// Compiles the resources held for `workload`: the model and the warnings, or every
-    /// error of the documents that did not load.
-    pub fn compile(&self, workload: &Workload) -> Result<(Model, Vec<String>), Vec<String>> {
+    /// Compiles the resources held for `workload` in `role`: the model and the warnings, or
+    /// every error of the documents that did not load.
+    pub fn compile(
+        &self,
+        workload: &Workload,
+        role: Role,
+    ) -> Result<(Model, Vec<String>), Vec<String>> {
         let mut resources = Vec::with_capacity(self.order.len());
         let (mut warnings, mut errors) = (Vec::new(), Vec::new());
         for loaded in self.order.iter().filter_map(|id| self.by_id.get(id)) {
@@ -101,7 +105,7 @@ impl Held {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok((Model::compile(&resources, workload), warnings))
+        Ok((Model::compile_as(&resources, workload, role), warnings))
     }
 }
 
@@ -158,7 +162,7 @@ mod tests {
     }
 
     fn hosts(held: &Held) -> Vec<String> {
-        let (model, _) = held.compile(&Workload::default()).unwrap();
+        let (model, _) = held.compile(&Workload::default(), Role::Sidecar).unwrap();
         model
             .registry
             .services
@@ -219,7 +223,9 @@ mod tests {
         bad.doc["spec"]["hosts"] = json!("not-a-list");
         held.apply(update(1, true, vec![entry("a", "a.example.com"), bad], &[]))
             .unwrap();
-        let errors = held.compile(&Workload::default()).unwrap_err();
+        let errors = held
+            .compile(&Workload::default(), Role::Sidecar)
+            .unwrap_err();
         assert_eq!(errors.len(), 1);
         assert!(
             errors[0].contains("kubernetes ServiceEntry shop/bad"),
