@@ -116,6 +116,10 @@ struct Args {
         value_name = "N"
     )]
     num_trusted_proxies: u32,
+    /// Gateway mode: where the Secrets named by `credentialName` are mounted, one directory
+    /// each (`DIR/NAME/tls.crt`, `tls.key`, `ca.crt`).
+    #[arg(long, env = "SLUICE_CREDENTIALS_DIR", value_name = "DIR", default_value = sluice_proxy::gateway::DEFAULT_CREDENTIALS_DIR)]
+    credentials_dir: PathBuf,
     /// Write one JSON access log line per request to stdout.
     #[arg(long, env = "SLUICE_ACCESS_LOG")]
     access_log: bool,
@@ -216,6 +220,7 @@ fn main() -> anyhow::Result<()> {
         tproxy_mark: args.tproxy_mark,
         gateway: sluice_proxy::gateway::Options {
             trusted_proxies: args.num_trusted_proxies,
+            credentials_dir: args.credentials_dir.clone(),
         },
     };
     tracing::info!(?args, labels = ?settings.workload.labels, probes = settings.app_probes.len(), "starting");

@@ -176,7 +176,10 @@ fn client_identity(
 }
 
 /// The certificates of a PEM file; an error names the field and the file.
-fn certificates(path: &str, field: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn certificates(
+    path: &str,
+    field: &str,
+) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("cannot read {field} {path}: {e}"))?;

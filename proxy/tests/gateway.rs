@@ -152,7 +152,7 @@ async fn gateway_mode_serves_the_gateways_that_select_it_and_follows_changes() {
         app_probes: Default::default(),
         mode: listener::Mode::Gateway,
         tproxy_mark: listener::DEFAULT_TPROXY_MARK,
-        gateway: gateway::Options { trusted_proxies: 0 },
+        gateway: gateway::Options::default(),
     };
     let set_level: admin::SetLevel = Arc::new(|_: &str| Ok(()));
     tokio::spawn(sluice_proxy::run(settings, set_level, "info".into()));

@@ -10,7 +10,7 @@ use sluice_api::model::edge::Transport;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::{Options, edge};
+use super::{Edge, Options, Shared};
 use crate::http::{self, Outbound};
 use crate::{Sidecar, drain, listener};
 
@@ -23,10 +23,15 @@ struct Open {
 /// Serves the edge until draining starts.
 pub async fn serve(sidecar: Arc<Sidecar>, options: Options, drain: drain::Watch) {
     let mut changes = sidecar.store.changes();
+    let shared = Arc::new(Shared {
+        sidecar,
+        options,
+        certs: super::tls::Certs::default(),
+    });
     let mut open = BTreeMap::new();
     loop {
         changes.mark_unchanged();
-        sync(&sidecar, options, &mut open, &drain);
+        sync(&shared, &mut open, &drain);
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { break },
             () = drain.signaled() => break,
@@ -35,13 +40,8 @@ pub async fn serve(sidecar: Arc<Sidecar>, options: Options, drain: drain::Watch)
 }
 
 /// Opens and closes listeners so that the ports open are the ports of the config in force.
-fn sync(
-    sidecar: &Arc<Sidecar>,
-    options: Options,
-    open: &mut BTreeMap<u16, Open>,
-    drain: &drain::Watch,
-) {
-    let Some(snap) = sidecar.store.current() else {
+fn sync(shared: &Arc<Shared>, open: &mut BTreeMap<u16, Open>, drain: &drain::Watch) {
+    let Some(snap) = shared.sidecar.store.current() else {
         return;
     };
     let wanted = &snap.model.edge.ports;
@@ -68,8 +68,8 @@ fn sync(
         };
         let (stop, stopped) = watch::channel(());
         for l in listeners {
-            let (sidecar, stopped, drain) = (sidecar.clone(), stopped.clone(), drain.clone());
-            tokio::spawn(accept(l, sidecar, options, p.transport, stopped, drain));
+            let (shared, stopped, drain) = (shared.clone(), stopped.clone(), drain.clone());
+            tokio::spawn(accept(l, shared, p.transport, stopped, drain));
         }
         tracing::info!(port, transport = ?p.transport, "gateway port open");
         open.insert(
@@ -84,8 +84,7 @@ fn sync(
 
 async fn accept(
     listener: TcpListener,
-    sidecar: Arc<Sidecar>,
-    options: Options,
+    shared: Arc<Shared>,
     transport: Transport,
     mut stop: watch::Receiver<()>,
     drain: drain::Watch,
@@ -99,13 +98,11 @@ async fn accept(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let (sidecar, drain) = (sidecar.clone(), drain.clone());
+                let (shared, drain) = (shared.clone(), drain.clone());
                 tokio::spawn(async move {
                     match transport {
-                        Transport::Plain => plain(sidecar, stream, peer, options, &drain).await,
-                        Transport::Tls => {
-                            tracing::debug!(%peer, "TLS gateway ports are not served yet");
-                        }
+                        Transport::Plain => plain(shared, stream, peer, &drain).await,
+                        Transport::Tls => super::tls::serve(shared, stream, peer, &drain).await,
                     }
                 });
             }
@@ -118,16 +115,11 @@ async fn accept(
 }
 
 /// HTTP/1.1 or HTTP/2 with prior knowledge, in plain text.
-async fn plain(
-    sidecar: Arc<Sidecar>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    options: Options,
-    drain: &drain::Watch,
-) {
+async fn plain(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, drain: &drain::Watch) {
     let Ok(local) = stream.local_addr() else {
         return;
     };
-    let outbound = Outbound::edge(sidecar, local, peer, edge(local.port(), options));
+    let edge = Arc::new(Edge::plain(local.port(), shared.options.trusted_proxies));
+    let outbound = Outbound::edge(shared.sidecar.clone(), local, peer, edge);
     http::serve(stream, move |req| outbound.clone().handle(req), drain).await;
 }
