@@ -75,6 +75,11 @@ impl Edge {
             })
             .collect();
         let Some((first, _)) = servers.first() else {
+            tracing::debug!(
+                port = self.port,
+                host,
+                "no server of the port accepts the host"
+            );
             return respond(404, NOT_FOUND);
         };
         if port.transport == Transport::Plain && first.https_redirect {
@@ -106,6 +111,11 @@ impl Edge {
                 return route::by_rules(vhost, req);
             }
         }
+        tracing::debug!(
+            port = self.port,
+            host,
+            "no VirtualService of the servers' Gateways serves the host"
+        );
         respond(404, NOT_FOUND)
     }
 }
