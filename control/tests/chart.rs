@@ -1588,3 +1588,117 @@ fn cert_manager_and_service_monitor() {
         json!({ "kind": "ClusterIssuer", "name": "corp-ca" })
     );
 }
+
+/// The labels of a rendered object's pod template.
+fn pod_labels(deployment: &Value) -> BTreeMap<&str, &str> {
+    deployment["spec"]["template"]["metadata"]["labels"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
+        .collect()
+}
+
+#[test]
+fn the_gateway_is_off_by_default_and_an_edge_when_on() {
+    let docs = render("gateway-off", "sluice", "sluice-system", &json!({}));
+    assert!(
+        docs.iter()
+            .all(|d| d["metadata"]["labels"]["app.kubernetes.io/component"] != "gateway"),
+        "no gateway objects by default"
+    );
+
+    let values = json!({ "gateway": { "enabled": true, "credentials": ["myapp-tls"] } });
+    lint("lint-gateway", &values);
+    let docs = render("gateway-on", "sluice", "sluice-system", &values);
+    validate_rendered("gateway-on", &docs);
+    let gateway: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway")
+        .collect();
+    let of = |kind: &str| {
+        let found: Vec<&&Value> = gateway.iter().filter(|d| d["kind"] == kind).collect();
+        assert_eq!(found.len(), 1, "gateway {kind}: {found:?}");
+        *found[0]
+    };
+    let deployment = of("Deployment");
+    assert_eq!(name_of(deployment), "sluice-gateway");
+    let labels = pod_labels(deployment);
+    assert_eq!(
+        labels.get("istio"),
+        Some(&"ingressgateway"),
+        "Istio's selector works"
+    );
+    assert!(selects(&deployment["spec"]["selector"], &labels));
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsUser"], 1337);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["sysctls"][0],
+        json!({"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"})
+    );
+    assert_eq!(pod["automountServiceAccountToken"], false, "no API access");
+    let container = &pod["containers"][0];
+    assert!(
+        container["resources"]["requests"]["cpu"].is_string(),
+        "CPU requests for an autoscaler"
+    );
+    let env: BTreeMap<&str, &Value> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (str_of(&e["name"], "env name"), &e["value"]))
+        .collect();
+    assert_eq!(env["SLUICE_MODE"], "gateway");
+    assert_eq!(
+        env["SLUICE_DISCOVERY"],
+        "https://sluice-control.sluice-system.svc:15012"
+    );
+    assert!(
+        str_of(env["SLUICE_LABELS"], "labels").contains("istio=ingressgateway"),
+        "{:?}",
+        env["SLUICE_LABELS"]
+    );
+    let mounts = strings(
+        &container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["mountPath"].clone())
+            .collect::<Value>(),
+    );
+    assert!(mounts.contains(&"/etc/sluice/credentials/myapp-tls".to_string()));
+    let secrets: Vec<&Value> = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| &v["secret"])
+        .collect();
+    assert!(secrets.iter().any(|s| s["secretName"] == "myapp-tls"));
+    assert!(
+        secrets
+            .iter()
+            .any(|s| s["secretName"] == "sluice-control-tls"
+                && s["items"] == json!([{"key": "ca.crt", "path": "ca.crt"}])),
+        "only the control plane's CA from its Secret"
+    );
+    let service = of("Service");
+    assert_eq!(service["spec"]["type"], "LoadBalancer");
+    assert!(selects(
+        &json!({"matchLabels": service["spec"]["selector"]}),
+        &labels
+    ));
+    let ports: Vec<i64> = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["port"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ports, [80, 443]);
+    let pdb = of("PodDisruptionBudget");
+    assert!(selects(&pdb["spec"]["selector"], &labels));
+    assert!(
+        all(&docs, "Role").is_empty() && all(&docs, "RoleBinding").is_empty(),
+        "the gateway is given no RBAC"
+    );
+}

@@ -162,3 +162,31 @@ failurePolicy: {{ $root.Values.webhook.failurePolicy }}
 reinvocationPolicy: {{ $root.Values.webhook.reinvocationPolicy }}
 timeoutSeconds: {{ $root.Values.webhook.timeoutSeconds }}
 {{- end -}}
+
+{{/* The ingress gateway's name: its Deployment, Service, ServiceAccount and PDB. */}}
+{{- define "sluice.gateway.name" -}}
+{{- default (printf "%s-gateway" (include "sluice.fullname" .)) .Values.gateway.name -}}
+{{- end -}}
+
+{{/* Labels of the gateway's resources and pods: the chart's, and gateway.labels (what
+     Gateway selectors match, `istio: ingressgateway` by default). */}}
+{{- define "sluice.gateway.labels" -}}
+{{ include "sluice.labels" . }}
+app.kubernetes.io/component: gateway
+{{ toYaml .Values.gateway.labels }}
+{{- end -}}
+
+{{- define "sluice.gateway.selectorLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: gateway
+{{ toYaml .Values.gateway.labels }}
+{{- end -}}
+
+{{/* gateway.labels as sluice-proxy's --labels (k=v,...). */}}
+{{- define "sluice.gateway.labelFlag" -}}
+{{- $pairs := list -}}
+{{- range $k, $v := .Values.gateway.labels -}}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}
