@@ -5,6 +5,7 @@
 //! change and sends real requests, and checks them against what the rule promises.
 
 mod app;
+mod edge;
 mod mesh;
 mod report;
 mod steps;
@@ -31,6 +32,10 @@ pub struct Args {
     /// Leave the mesh running after the steps and print how to reach it; Ctrl-C cleans up.
     #[arg(long)]
     keep: bool,
+    /// Walk seed 002's gray release at an ingress gateway instead (`sluice-proxy --mode
+    /// gateway`): internal gray, external gray, 90/10, full release, emergency rollback.
+    #[arg(long)]
+    edge: bool,
     /// Folder with sluice-proxy and sluice-init (default: the folder of this program).
     #[arg(long, env = "SLUICE_BIN_DIR", value_name = "DIR")]
     bin_dir: Option<PathBuf>,
@@ -46,18 +51,19 @@ pub(crate) fn stopping() -> bool {
 
 /// Runs `sluice demo`.
 pub fn run(args: Args) -> ExitCode {
+    let all: &[Step] = if args.edge { &edge::STAGES } else { STEPS };
     if args.list {
-        for step in STEPS {
+        for step in all {
             println!("{:<22} {}", step.name, step.title);
         }
         return ExitCode::SUCCESS;
     }
     let steps: Vec<&Step> = match &args.step {
-        None => STEPS.iter().collect(),
-        Some(name) => match STEPS.iter().find(|s| s.name == name) {
+        None => all.iter().collect(),
+        Some(name) => match all.iter().find(|s| s.name == name) {
             Some(step) => vec![step],
             None => {
-                let names: Vec<&str> = STEPS.iter().map(|s| s.name).collect();
+                let names: Vec<&str> = all.iter().map(|s| s.name).collect();
                 eprintln!("sluice demo: no step {name:?}; steps: {}", names.join(", "));
                 return ExitCode::from(2);
             }
@@ -71,6 +77,9 @@ pub fn run(args: Args) -> ExitCode {
         return fail(&e);
     }
     watch_signals();
+    if args.edge {
+        return run_edge(&steps, &bin_dir, args.keep);
+    }
     report::banner();
     let mesh = match Mesh::start(&bin_dir) {
         Ok(mesh) => mesh,
@@ -96,6 +105,46 @@ pub fn run(args: Args) -> ExitCode {
         }
     }
     drop(mesh);
+    if passed == steps.len() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `sluice demo --edge`: the stages through the ingress gateway.
+fn run_edge(steps: &[&Step], bin_dir: &std::path::Path, keep: bool) -> ExitCode {
+    println!(
+        "sluice demo --edge: seed 002's gray release at the ingress gateway; each stage is a live config change.\n"
+    );
+    let edge = match edge::Edge::start(bin_dir) {
+        Ok(edge) => edge,
+        Err(e) => return fail(&format!("{e:#}")),
+    };
+    let mut passed = 0;
+    for (i, step) in steps.iter().enumerate() {
+        if stopping() {
+            break;
+        }
+        report::heading(i + 1, steps.len(), step);
+        match edge.run_step(step) {
+            Ok(true) => passed += 1,
+            Ok(false) => {}
+            Err(e) => report::error(&format!("{e:#}")),
+        }
+    }
+    report::summary(passed, steps.len());
+    if keep && !stopping() {
+        println!(
+            "the gateway keeps running; try:\n  sudo ip netns exec {} curl -H 'x-user-region: beijing' --resolve myapp.example.com:80:{} http://myapp.example.com/\nCtrl-C cleans up.",
+            edge.client().netns,
+            edge.gateway_ip()
+        );
+        while !stopping() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    drop(edge);
     if passed == steps.len() {
         ExitCode::SUCCESS
     } else {

@@ -91,3 +91,40 @@ fn an_unknown_step_is_refused_with_the_list() {
         "{err}"
     );
 }
+
+#[test]
+fn the_edge_demo_walks_the_five_stages_and_cleans_up() {
+    let bin_dir = bin_dir();
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["demo", "--edge"])
+        .env("SLUICE_BIN_DIR", &bin_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "edge demo failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("\n5/5 steps passed"), "{stdout}");
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+    assert!(stdout.contains("stage-3-weighted-90-10.yaml"), "{stdout}");
+    let namespaces = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&namespaces.stdout).contains(&format!("-{pid}-")),
+        "namespaces left behind"
+    );
+    let left = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .contains(&format!("-{pid}-"))
+        });
+    assert!(!left, "temporary files left behind");
+}

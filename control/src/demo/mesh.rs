@@ -231,6 +231,7 @@ impl Mesh {
                 SocketAddr::from((self.external.pod.ipv4, 80)),
                 EXTERNAL_HOST,
             ),
+            Dest::Gateway => bail!("the sidecar demo sends nothing through the gateway"),
         };
         let mut tally = Tally::default();
         for _ in 0..traffic.requests {

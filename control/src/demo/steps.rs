@@ -8,6 +8,8 @@ pub enum Dest {
     Catalog,
     /// `http://jsonplaceholder.typicode.com/` — a host outside the mesh.
     External,
+    /// `http://myapp.example.com/` through the ingress gateway (`sluice demo --edge`).
+    Gateway,
 }
 
 /// What the requests of a batch must show.
