@@ -8,6 +8,7 @@
 
 pub mod policy;
 pub mod registry;
+pub mod release;
 pub mod routes;
 pub mod string_match;
 pub mod weighted;
@@ -24,6 +25,7 @@ use crate::resource::{Resource, Spec};
 pub use registry::{
     Endpoint, EndpointAddress, Protocol, Registry, Service, ServiceId, ServicePort, Subset,
 };
+pub use release::Releases;
 pub use routes::{Delegates, RouteTables, VirtualHost};
 
 /// The workload a model is compiled for: rules with `sourceLabels` or
@@ -96,6 +98,8 @@ pub struct Model {
     pub registry: Registry,
     /// Routing rules by host.
     pub routes: RouteTables,
+    /// ReleasePolicies by destination host.
+    pub releases: Releases,
     /// The workload the model was compiled for.
     pub workload: Workload,
 }
@@ -119,10 +123,12 @@ impl Model {
         });
         let registry = Registry::build(resources);
         let routes = RouteTables::build(resources, &delegates, &registry, workload);
+        let releases = Releases::build(resources, &registry);
         Model {
             mesh: MeshSettings::from_config(mesh),
             registry,
             routes,
+            releases,
             workload: workload.clone(),
         }
     }

@@ -20,7 +20,7 @@ pub use http_rule::{
 
 use super::Workload;
 use super::registry::{Registry, ServiceId};
-use super::weighted::Schedule;
+use super::weighted::{Buckets, Schedule};
 use crate::host::fqdn;
 use crate::istio::VirtualService;
 use crate::istio::virtual_service::{
@@ -106,6 +106,7 @@ pub struct WeightedTargets {
     /// The destinations, each with per-destination header changes.
     pub targets: Vec<(Target, u32, HeaderOps)>,
     schedule: Option<Schedule>,
+    buckets: Option<Buckets>,
 }
 
 impl WeightedTargets {
@@ -113,6 +114,7 @@ impl WeightedTargets {
         let weights: Vec<u32> = targets.iter().map(|(_, w, _)| *w).collect();
         WeightedTargets {
             schedule: Schedule::new(&weights),
+            buckets: Buckets::new(&weights),
             targets,
         }
     }
@@ -120,6 +122,12 @@ impl WeightedTargets {
     /// Picks the next destination by weight; `None` when all weights are zero.
     pub fn pick(&self) -> Option<&(Target, u32, HeaderOps)> {
         self.schedule.as_ref().map(|s| &self.targets[s.pick()])
+    }
+
+    /// The destination whose bucket range holds a sticky user's `bucket`; `None` when
+    /// all weights are zero.
+    pub fn pick_bucket(&self, bucket: u16) -> Option<&(Target, u32, HeaderOps)> {
+        self.buckets.as_ref().map(|b| &self.targets[b.pick(bucket)])
     }
 }
 

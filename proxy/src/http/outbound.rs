@@ -97,7 +97,7 @@ impl Outbound {
             port: self.dst.port(),
             headers: &parts.headers,
         };
-        let routed = route::route(&snap.model, &info, self.dst);
+        let routed = route::route_from(&snap.model, &info, self.dst, Some(self.peer.ip()));
         record.set_route(routed.rule.and_then(|r| r.name.as_deref()));
         let cors_policy = routed.rule.and_then(|r| r.cors.as_ref());
         let cors_origin = match cors_policy.map(|c| cors::decide(c, &parts.method, &parts.headers))
@@ -127,6 +127,9 @@ impl Outbound {
         };
         if let Some(rule) = routed.rule {
             headers::apply(&rule.response_headers, resp.headers_mut());
+        }
+        if let Some(cookie) = routed.set_cookie {
+            resp.headers_mut().append(SET_COOKIE, cookie);
         }
         if let (Some(policy), Some(origin)) = (cors_policy, cors_origin) {
             cors::allow(policy, origin, resp.headers_mut());

@@ -73,7 +73,7 @@ pub fn id(origin: &Origin) -> String {
 /// The document of a resource, as a Kubernetes object of its kind.
 pub fn doc(resource: &Resource) -> serde_json::Result<String> {
     let api_version = match resource.spec {
-        Spec::MeshConfig(_) => "sluice.dev/v1alpha1",
+        Spec::MeshConfig(_) | Spec::ReleasePolicy(_) => "sluice.dev/v1alpha1",
         _ => "networking.istio.io/v1",
     };
     serde_json::to_string(&json!({
