@@ -5,6 +5,7 @@
 
 mod attempts;
 mod body;
+mod fallback;
 mod head;
 
 use std::net::SocketAddr;
@@ -99,6 +100,11 @@ impl Outbound {
         };
         let routed = route::route_from(&snap.model, &info, self.dst, Some(self.peer.ip()));
         record.set_route(routed.rule.and_then(|r| r.name.as_deref()));
+        if let Action::Forward { target, .. } = &routed.action
+            && let Some(release) = snap.model.releases.get(&target.host)
+        {
+            record.set_release_headers(&release.access_log_headers, &parts.headers);
+        }
         let cors_policy = routed.rule.and_then(|r| r.cors.as_ref());
         let cors_origin = match cors_policy.map(|c| cors::decide(c, &parts.method, &parts.headers))
         {
@@ -169,9 +175,11 @@ impl Outbound {
             body,
             authority,
         } = req;
-        record.labels.destination_service = route.target.host.clone();
-        record.labels.destination_subset = route.target.subset_name.clone().unwrap_or_default();
-        let dest = match destination::resolve(snap, route.target, self.dst) {
+        let fell_back = fallback::choose(&self.sidecar, snap, route.target, self.dst);
+        let target = fell_back.as_ref().map_or(route.target, |f| &*f.target);
+        record.labels.destination_service = target.host.clone();
+        record.labels.destination_subset = target.subset_name.clone().unwrap_or_default();
+        let dest = match destination::resolve(snap, target, self.dst) {
             Ok(d) => d,
             Err(e) => return self.fail(snap, e, record, grpc),
         };
@@ -207,6 +215,9 @@ impl Outbound {
                 let mut resp = forward::response(resp, parts.version, head.client_upgrade);
                 if let Some(cookie) = session {
                     resp.headers_mut().append(SET_COOKIE, cookie.set_cookie);
+                }
+                if let Some(f) = fell_back {
+                    resp.headers_mut().insert(f.header, f.value);
                 }
                 resp
             }
