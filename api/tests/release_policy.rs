@@ -229,3 +229,30 @@ fn the_first_policy_for_a_host_compiles_with_its_fallback_resolved() {
         dump["releases"]
     );
 }
+
+#[test]
+fn a_second_policy_for_a_host_and_an_undefined_fallback_subset_are_warned() {
+    let yaml = format!(
+        "{MESH}---\n{}---\n{}",
+        rp("  host: myapp\n  fallback: {subsets: [{from: v3, to: v1}]}\n"),
+        rp("  host: myapp.shop.svc.cluster.local\n  sticky: {clientAddress: true}\n"),
+    );
+    let found = findings(&yaml);
+    let warned = |path: &str, text: &str| {
+        found
+            .iter()
+            .any(|(s, _, p, m)| *s == Severity::Warning && p == path && m.contains(text))
+    };
+    assert!(
+        warned("spec.fallback.subsets[0].from", "defines subset v3"),
+        "{found:#?}"
+    );
+    assert!(
+        !warned("spec.fallback.subsets[0].to", "defines subset"),
+        "{found:#?}"
+    );
+    assert!(
+        warned("spec.host", "only the first one, ReleasePolicy shop/myapp"),
+        "{found:#?}"
+    );
+}
