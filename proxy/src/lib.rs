@@ -15,6 +15,7 @@ pub mod destination;
 pub mod dns;
 pub mod drain;
 pub mod error;
+pub mod gray_guard;
 pub mod http;
 pub mod listener;
 pub mod logging;
