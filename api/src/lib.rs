@@ -12,6 +12,7 @@ pub mod load;
 pub mod mesh_config;
 pub mod model;
 pub mod net;
+pub mod release_policy;
 pub mod resource;
 pub mod validate;
 

@@ -269,9 +269,12 @@ fn classify(api_version: &str, kind: &str) -> Class {
         ("sluice.dev", "MeshConfig") if version == "v1alpha1" => {
             Class::Spec(|v| strict::parse(v, "spec", "MeshConfig").map(Spec::MeshConfig))
         }
+        ("sluice.dev", "ReleasePolicy") if version == "v1alpha1" => {
+            Class::Spec(|v| strict::parse(v, "spec", "ReleasePolicy").map(Spec::ReleasePolicy))
+        }
         ("sluice.dev", _) => Class::Skip(
             Severity::Error,
-            format!("unknown sluice kind {kind} ({api_version}); sluice.dev/v1alpha1 defines MeshConfig"),
+            format!("unknown sluice kind {kind} ({api_version}); sluice.dev/v1alpha1 defines MeshConfig and ReleasePolicy"),
         ),
         (g, _) if is_kubernetes_group(g) => Class::Skip(
             Severity::Note,

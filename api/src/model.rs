@@ -9,6 +9,7 @@
 pub mod edge;
 pub mod policy;
 pub mod registry;
+pub mod release;
 pub mod routes;
 pub mod string_match;
 pub mod weighted;
@@ -25,6 +26,7 @@ use crate::resource::{Resource, Spec};
 pub use registry::{
     Endpoint, EndpointAddress, Protocol, Registry, Service, ServiceId, ServicePort, Subset,
 };
+pub use release::Releases;
 pub use routes::{Delegates, RouteTables, VirtualHost};
 
 /// The workload a model is compiled for: rules with `sourceLabels` or
@@ -97,6 +99,8 @@ pub struct Model {
     pub registry: Registry,
     /// Routing rules by host.
     pub routes: RouteTables,
+    /// ReleasePolicies by destination host.
+    pub releases: Releases,
     /// The workload the model was compiled for.
     pub workload: Workload,
     /// What a gateway serves (empty for sidecars).
@@ -141,11 +145,13 @@ impl Model {
             Role::Sidecar => edge::Edge::default(),
             Role::Gateway => edge::Edge::build(resources, &delegates, &registry, workload),
         };
+        let releases = Releases::build(resources, &registry);
         Model {
             edge,
             mesh: MeshSettings::from_config(mesh),
             registry,
             routes,
+            releases,
             workload: workload.clone(),
         }
     }

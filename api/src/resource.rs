@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::istio::{DestinationRule, Gateway, ServiceEntry, VirtualService};
 use crate::mesh_config::MeshConfig;
+use crate::release_policy::ReleasePolicy;
 
 /// The namespace of resources that do not name one.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -54,6 +55,8 @@ pub enum Spec {
     Gateway(Gateway),
     /// sluice.dev MeshConfig.
     MeshConfig(MeshConfig),
+    /// sluice.dev ReleasePolicy.
+    ReleasePolicy(ReleasePolicy),
 }
 
 impl Spec {
@@ -65,6 +68,7 @@ impl Spec {
             Spec::ServiceEntry(_) => "ServiceEntry",
             Spec::Gateway(_) => "Gateway",
             Spec::MeshConfig(_) => "MeshConfig",
+            Spec::ReleasePolicy(_) => "ReleasePolicy",
         }
     }
 }
@@ -112,7 +116,7 @@ impl Resource {
             Spec::VirtualService(vs) => &vs.export_to,
             Spec::DestinationRule(dr) => &dr.export_to,
             Spec::ServiceEntry(se) => &se.export_to,
-            Spec::Gateway(_) | Spec::MeshConfig(_) => return true,
+            Spec::Gateway(_) | Spec::MeshConfig(_) | Spec::ReleasePolicy(_) => return true,
         };
         export_to.is_empty()
             || export_to.iter().any(|to| match to.as_str() {

@@ -8,6 +8,7 @@ mod destination_rule;
 mod fields;
 mod gateway;
 mod mesh_config;
+mod release_policy;
 mod service_entry;
 mod virtual_service;
 
@@ -32,6 +33,7 @@ pub fn validate(set: &mut ConfigSet) {
             Spec::ServiceEntry(se) => service_entry::check(se, &mut f),
             Spec::Gateway(gw) => gateway::check(gw, &resource.meta.name, &mut f),
             Spec::MeshConfig(mc) => mesh_config::check(mc, &mut f),
+            Spec::ReleasePolicy(rp) => release_policy::check(rp, &mut f),
         }
         fields::check_meta(resource, &mut f);
     }

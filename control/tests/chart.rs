@@ -109,6 +109,10 @@ fn expected_kinds() -> Kinds {
             ("sluice.dev", "MeshConfig"),
             (vec!["v1alpha1"], vec!["Outbound", "Age"]),
         ),
+        (
+            ("sluice.dev", "ReleasePolicy"),
+            (vec!["v1alpha1"], vec!["Host", "Age"]),
+        ),
     ])
 }
 
@@ -131,6 +135,12 @@ fn sample_spec(kind: &str) -> Value {
             "servers": [{ "port": { "number": 80, "name": "http", "protocol": "HTTP" }, "hosts": ["*"] }],
         }),
         "MeshConfig" => json!({ "outboundTrafficPolicy": { "mode": "REGISTRY_ONLY" } }),
+        "ReleasePolicy" => json!({
+            "host": "reviews",
+            "sticky": { "cookie": { "name": "gray-user", "ttl": "720h" } },
+            "fallback": { "subsets": [{ "from": "v2", "to": "v1" }] },
+            "accessLog": { "headers": ["x-swimlane"] },
+        }),
         other => panic!("no sample for {other}"),
     }
 }
@@ -355,7 +365,9 @@ fn crds_define_exactly_the_kinds_and_versions_sluice_loads() {
             accepted_fields(&api_version, kind, &[]),
             "{kind}: the CRD's spec fields and the fields sluice reads"
         );
-        if group == "sluice.dev" {
+        if kind == "ReleasePolicy" {
+            check_release_policy_schema(spec_schema, &api_version);
+        } else if group == "sluice.dev" {
             // sluice's own kind: a complete schema, nothing left unchecked.
             assert_ne!(
                 spec_schema["x-kubernetes-preserve-unknown-fields"], true,
@@ -435,6 +447,41 @@ fn crds_define_exactly_the_kinds_and_versions_sluice_loads() {
             assert_eq!(column["type"], "string", "{kind}: column {path}");
         }
     }
+}
+
+/// ReleasePolicy's schema is complete: each object declares exactly the fields sluice reads.
+fn check_release_policy_schema(spec_schema: &Value, api_version: &str) {
+    for path in [
+        &["sticky"][..],
+        &["sticky", "cookie"],
+        &["fallback"],
+        &["accessLog"],
+    ] {
+        let mut node = spec_schema;
+        for step in path {
+            node = &node["properties"][*step];
+        }
+        assert_ne!(node["x-kubernetes-preserve-unknown-fields"], true);
+        let declared: BTreeSet<String> = node["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("ReleasePolicy {path:?}: no properties"))
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(
+            declared,
+            accepted_fields(api_version, "ReleasePolicy", path),
+            "ReleasePolicy {path:?} fields"
+        );
+    }
+    let subset = &spec_schema["properties"]["fallback"]["properties"]["subsets"]["items"];
+    let declared: BTreeSet<&str> = subset["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(declared, BTreeSet::from(["from", "to"]));
 }
 
 #[test]

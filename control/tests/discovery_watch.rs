@@ -518,6 +518,54 @@ async fn a_mesh_config_in_the_root_namespace_is_published() {
 }
 
 #[tokio::test]
+async fn release_policies_are_published_and_a_bad_one_is_rejected_naming_its_field() {
+    let good = "
+apiVersion: sluice.dev/v1alpha1
+kind: ReleasePolicy
+metadata: {name: reviews, namespace: shop}
+spec:
+  host: reviews
+  sticky: {header: x-user-id}
+  fallback: {subsets: [{from: v2, to: v1}]}
+";
+    let bad = "
+apiVersion: sluice.dev/v1alpha1
+kind: ReleasePolicy
+metadata: {name: broken, namespace: shop}
+spec:
+  host: reviews
+  sticky: {header: x-user-id, clientAddress: true}
+";
+    let yaml = [shop().as_str(), good, bad].join("---");
+    let server = start_stub(quiet(Catalog::default()), &yaml).await;
+    let (_discovery, mut versions) = start_discovery("release", &server.kubeconfig()).await;
+    let v1 = until(&mut versions, "the first sync", ClusterConfig::synced).await;
+    assert!(
+        titles(&v1).contains(&"ReleasePolicy shop/reviews".to_string()),
+        "{:?}",
+        titles(&v1)
+    );
+    let [rejected] = v1.rejected.as_slice() else {
+        panic!("one rejected object: {:?}", v1.rejected)
+    };
+    assert_eq!(rejected.object, "ReleasePolicy shop/broken");
+    assert!(
+        rejected
+            .errors
+            .iter()
+            .any(|e| e.starts_with("spec.sticky: ")),
+        "{:?}",
+        rejected.errors
+    );
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.path == "/apis/sluice.dev/v1alpha1/releasepolicies" && r.is_watch())
+    );
+}
+
+#[tokio::test]
 async fn without_istio_crds_the_services_are_published() {
     let yaml = [NAMESPACES, REVIEWS, REVIEWS_SLICE, PODS].join("---");
     let server = start_stub(quiet(Catalog::kubernetes()), &yaml).await;

@@ -136,11 +136,12 @@ pub struct Catalog {
 
 impl Default for Catalog {
     /// The core Kubernetes types, Istio's networking kinds at all three versions and sluice's
-    /// MeshConfig.
+    /// MeshConfig and ReleasePolicy.
     fn default() -> Self {
         Self::kubernetes()
             .with_istio(&IstioVersion::ALL)
             .with_meshconfig()
+            .with_release_policy()
     }
 }
 
@@ -221,6 +222,15 @@ impl Catalog {
     pub fn with_meshconfig(self) -> Self {
         self.with_type(
             ResourceType::new("sluice.dev", &["v1alpha1"], "MeshConfig", true)
+                .categories(&["sluice"]),
+        )
+    }
+
+    /// Adds sluice's `sluice.dev/v1alpha1` ReleasePolicy.
+    pub fn with_release_policy(self) -> Self {
+        self.with_type(
+            ResourceType::new("sluice.dev", &["v1alpha1"], "ReleasePolicy", true)
+                .plural("releasepolicies")
                 .categories(&["sluice"]),
         )
     }

@@ -26,7 +26,7 @@ struct Args {
     /// networking.istio.io versions to serve (comma-separated; empty: none).
     #[arg(long, value_delimiter = ',', default_value = "v1,v1beta1,v1alpha3")]
     istio_versions: Vec<String>,
-    /// Do not serve sluice.dev/v1alpha1 MeshConfig.
+    /// Do not serve sluice.dev/v1alpha1 (MeshConfig, ReleasePolicy).
     #[arg(long)]
     no_meshconfig: bool,
     /// More names (IP addresses or DNS names) for the serving certificate.
@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
         .context("--istio-versions")?;
     let mut catalog = Catalog::kubernetes().with_istio(&versions);
     if !args.no_meshconfig {
-        catalog = catalog.with_meshconfig();
+        catalog = catalog.with_meshconfig().with_release_policy();
     }
     let options = Options {
         listen: args.listen,

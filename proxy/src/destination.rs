@@ -200,6 +200,14 @@ impl Destination<'_> {
         }
     }
 
+    /// True unless outlier detection has ejected every endpoint with a known address.
+    pub fn has_healthy(&self, sidecar: &Sidecar) -> bool {
+        let peers = self.peers();
+        self.settings.outlier.is_none()
+            || peers.is_empty()
+            || peers.iter().any(|a| !sidecar.outliers.is_ejected(*a))
+    }
+
     /// The addresses of the endpoints to choose from (those with IP addresses).
     pub fn peers(&self) -> Vec<SocketAddr> {
         self.balancer

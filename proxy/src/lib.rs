@@ -16,6 +16,7 @@ pub mod dns;
 pub mod drain;
 pub mod error;
 pub mod gateway;
+pub mod gray_guard;
 pub mod http;
 pub mod listener;
 pub mod logging;

@@ -1,7 +1,7 @@
 //! Prometheus metrics, and the one place a finished request or connection is
 //! recorded (metrics and the access log line together).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
@@ -84,6 +84,17 @@ pub struct OverflowLabels {
     pub limit: &'static str,
 }
 
+/// Labels of subset fallbacks.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FallbackLabels {
+    /// The destination service host.
+    pub destination_service: String,
+    /// The subset without healthy endpoints.
+    pub from_subset: String,
+    /// The subset the request went to.
+    pub to_subset: String,
+}
+
 /// Labels of refusals.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefusedLabels {
@@ -114,6 +125,7 @@ pub struct Metrics {
     mirror_dropped: Family<MirrorLabels, Counter>,
     refused: Family<RefusedLabels, Counter>,
     overflow: Family<OverflowLabels, Counter>,
+    fallback: Family<FallbackLabels, Counter>,
     /// The counter and histogram of each label set seen, found with one
     /// lookup per request rather than one per family.
     request_handles: RwLock<HashMap<RequestLabels, (Counter, Histogram)>>,
@@ -192,6 +204,12 @@ impl Metrics {
             "Times a circuit-breaker threshold was reached: a request or retry refused, a TCP connection closed, or (max_connections) an HTTP request made to wait for a connection",
             overflow.clone(),
         );
+        let fallback = Family::default();
+        registry.register(
+            "subset_fallback",
+            "Requests for a subset without healthy endpoints sent to its ReleasePolicy fallback subset",
+            fallback.clone(),
+        );
         registry.register(
             "config_version",
             "Config version in force",
@@ -214,6 +232,7 @@ impl Metrics {
             mirror_dropped,
             refused,
             overflow,
+            fallback,
             request_handles: RwLock::default(),
             config,
             access_log,
@@ -301,6 +320,11 @@ impl Metrics {
             .inc();
     }
 
+    /// Records a request sent to a fallback subset.
+    pub fn fallback(&self, labels: FallbackLabels) {
+        self.fallback.get_or_create(&labels).inc();
+    }
+
     /// Records a refusal of an unknown destination.
     pub fn refused(&self, protocol: &'static str) {
         self.refused
@@ -334,6 +358,16 @@ impl RequestRecord {
         }
     }
 
+    /// Notes the release headers a ReleasePolicy asks the access log for.
+    pub fn set_release_headers(&mut self, names: &[String], headers: &http::HeaderMap) {
+        if let Some(a) = &mut self.access {
+            a.request_headers = names
+                .iter()
+                .filter_map(|n| Some((n.clone(), headers.get(n)?.to_str().ok()?.to_string())))
+                .collect();
+        }
+    }
+
     /// Notes the endpoint that answered, for the access log.
     pub fn set_upstream(&mut self, addr: SocketAddr) {
         if let Some(a) = &mut self.access {
@@ -361,6 +395,8 @@ pub struct AccessDetails {
     pub error: Option<String>,
     /// When the request arrived.
     pub start: SystemTime,
+    /// Request headers a ReleasePolicy logs (name, value), present ones only.
+    pub request_headers: Vec<(String, String)>,
 }
 
 impl AccessDetails {
@@ -378,6 +414,7 @@ impl AccessDetails {
             route: None,
             error: None,
             start: SystemTime::now(),
+            request_headers: Vec::new(),
         })
     }
 }
@@ -397,6 +434,8 @@ struct AccessLine<'a> {
     destination_subset: &'a str,
     route_name: Option<&'a str>,
     error: Option<&'a str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    request_headers: BTreeMap<&'a str, &'a str>,
 }
 
 impl<'a> AccessLine<'a> {
@@ -419,6 +458,11 @@ impl<'a> AccessLine<'a> {
             destination_subset: &labels.destination_subset,
             route_name: r.route.as_deref(),
             error: r.error.as_deref(),
+            request_headers: r
+                .request_headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
         }
     }
 }

@@ -22,7 +22,7 @@ pub use http_rule::{
 
 use super::Workload;
 use super::registry::{Registry, ServiceId};
-use super::weighted::Schedule;
+use super::weighted::{Buckets, Schedule};
 use crate::host::fqdn;
 use crate::istio::VirtualService;
 use crate::istio::virtual_service::{
@@ -108,6 +108,7 @@ pub struct WeightedTargets {
     /// The destinations, each with per-destination header changes.
     pub targets: Vec<(Target, u32, HeaderOps)>,
     schedule: Option<Schedule>,
+    buckets: Option<Buckets>,
 }
 
 impl WeightedTargets {
@@ -115,6 +116,7 @@ impl WeightedTargets {
         let weights: Vec<u32> = targets.iter().map(|(_, w, _)| *w).collect();
         WeightedTargets {
             schedule: Schedule::new(&weights),
+            buckets: Buckets::new(&weights),
             targets,
         }
     }
@@ -122,6 +124,12 @@ impl WeightedTargets {
     /// Picks the next destination by weight; `None` when all weights are zero.
     pub fn pick(&self) -> Option<&(Target, u32, HeaderOps)> {
         self.schedule.as_ref().map(|s| &self.targets[s.pick()])
+    }
+
+    /// The destination whose bucket range holds a sticky user's `bucket`; `None` when
+    /// all weights are zero.
+    pub fn pick_bucket(&self, bucket: u16) -> Option<&(Target, u32, HeaderOps)> {
+        self.buckets.as_ref().map(|b| &self.targets[b.pick(bucket)])
     }
 }
 

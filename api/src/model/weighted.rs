@@ -3,7 +3,8 @@
 //! A schedule is computed once per rule with smooth weighted round robin
 //! (the nginx algorithm), so 90/10 yields one "b" in every ten picks, spread
 //! out, rather than a coin flip per request. At run time a pick is one
-//! atomic increment.
+//! atomic increment. For sticky users the same weights are also laid out as
+//! bucket ranges, so a user's fixed bucket picks the destination.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -52,6 +53,65 @@ impl Schedule {
     }
 }
 
+/// The number of buckets sticky routing hashes users into (`0..BUCKETS`).
+pub const BUCKETS: u16 = 10_000;
+
+/// The bucket of a user key: a stable hash (FNV-1a, then a 64-bit finalizer so similar
+/// keys spread) modulo [`BUCKETS`]. Stable across proxies, restarts and releases.
+pub fn bucket(key: &[u8]) -> u16 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    (h % u64::from(BUCKETS)) as u16
+}
+
+/// Weights as cumulative bucket ranges in route order: destination `i` owns buckets
+/// `[start, end)`. Raising one destination's weight only moves the buckets at the edge
+/// its range grows into, so users already on it stay (monotone for two destinations).
+#[derive(Debug, Serialize)]
+pub struct Buckets {
+    ranges: Vec<(u16, u16)>,
+}
+
+impl Buckets {
+    /// The ranges of `weights`; `None` when all are zero.
+    pub fn new(weights: &[u32]) -> Option<Buckets> {
+        let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut cumulative = 0u64;
+        let mut start = 0u16;
+        let ranges = weights
+            .iter()
+            .map(|w| {
+                cumulative += u64::from(*w);
+                let end = (cumulative * u64::from(BUCKETS) / total) as u16;
+                let range = (start, end);
+                start = end;
+                range
+            })
+            .collect();
+        Some(Buckets { ranges })
+    }
+
+    /// The index owning `bucket` (taken modulo [`BUCKETS`]).
+    pub fn pick(&self, bucket: u16) -> usize {
+        let b = bucket % BUCKETS;
+        self.ranges
+            .iter()
+            .position(|(start, end)| (*start..*end).contains(&b))
+            .unwrap_or(self.ranges.len() - 1)
+    }
+}
+
 fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
@@ -91,5 +151,52 @@ mod tests {
     #[test]
     fn all_zero_is_none() {
         assert!(Schedule::new(&[0, 0]).is_none());
+        assert!(Buckets::new(&[0, 0]).is_none());
+    }
+
+    #[test]
+    fn buckets_are_cumulative_in_route_order() {
+        let b = Buckets::new(&[90, 10]).unwrap();
+        assert_eq!(b.ranges, [(0, 9000), (9000, 10_000)]);
+        assert_eq!(
+            (b.pick(0), b.pick(8999), b.pick(9000), b.pick(9999)),
+            (0, 0, 1, 1)
+        );
+        let zero = Buckets::new(&[0, 100, 0]).unwrap();
+        assert!((0..BUCKETS).all(|k| zero.pick(k) == 1));
+        let thirds = Buckets::new(&[1, 1, 1]).unwrap();
+        assert_eq!(thirds.ranges, [(0, 3333), (3333, 6666), (6666, 10_000)]);
+    }
+
+    #[test]
+    fn raising_a_weight_keeps_its_users_and_lowering_moves_only_the_edge() {
+        let users: Vec<u16> = (0..5000)
+            .map(|u| bucket(format!("user-{u}").as_bytes()))
+            .collect();
+        let on = |weights: &[u32]| -> Vec<usize> {
+            let b = Buckets::new(weights).unwrap();
+            users.iter().map(|k| b.pick(*k)).collect()
+        };
+        let (at10, at30) = (on(&[90, 10]), on(&[70, 30]));
+        for (before, after) in at10.iter().zip(&at30) {
+            assert!(
+                *before == 0 || *after == 1,
+                "a v2 user moved back on a raise"
+            );
+        }
+        let share = at30.iter().filter(|v| **v == 1).count() as f64 / users.len() as f64;
+        assert!((share - 0.30).abs() < 0.03, "share {share}");
+        let back = on(&[90, 10]);
+        assert_eq!(back, at10, "lowering again restores the same users");
+    }
+
+    #[test]
+    fn bucket_is_stable_and_spread() {
+        assert_eq!(bucket(b"user-1"), bucket(b"user-1"));
+        let mut seen = vec![0u32; 10];
+        for u in 0..10_000 {
+            seen[usize::from(bucket(format!("{u}").as_bytes()) / 1000)] += 1;
+        }
+        assert!(seen.iter().all(|n| (850..1150).contains(n)), "{seen:?}");
     }
 }

@@ -1,6 +1,8 @@
 //! Cross-resource analysis: mistakes no single resource shows, reported as
 //! warnings (and one error: two MeshConfigs).
 
+mod release;
+
 use std::collections::BTreeMap;
 
 use crate::delegates::Delegates;
@@ -29,6 +31,7 @@ pub(super) fn analyze(resources: &[Resource], out: &mut Vec<Diagnostic>) {
             shadowed(r, vs, &mut claimed, out);
         }
     }
+    release::analyze(resources, &subsets, out);
     let meshes: Vec<&Resource> = resources
         .iter()
         .filter(|r| matches!(r.spec, Spec::MeshConfig(_)))

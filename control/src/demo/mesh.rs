@@ -234,9 +234,14 @@ impl Mesh {
             Dest::Gateway => bail!("the sidecar demo sends nothing through the gateway"),
         };
         let mut tally = Tally::default();
-        for _ in 0..traffic.requests {
+        for i in 0..traffic.requests {
             ensure!(!super::stopping(), "stopped");
-            let (status, body) = self.get(addr, host, "/", traffic.headers)?;
+            let user = format!("user-{i}");
+            let mut headers = traffic.headers.to_vec();
+            if matches!(traffic.expect, Expect::Users(..)) {
+                headers.push(("x-user-id", &user));
+            }
+            let (status, body) = self.get(addr, host, "/", &headers)?;
             *tally.statuses.entry(status).or_default() += 1;
             if status == 200 {
                 let version = serde_json::from_slice::<Value>(&body)
@@ -342,7 +347,7 @@ impl Tally {
             Expect::Status(code) => {
                 self.statuses.keys().all(|s| s == code) && !self.statuses.is_empty()
             }
-            Expect::Versions(want, slack) => {
+            Expect::Versions(want, slack) | Expect::Users(want, slack) => {
                 let total: u32 = self.versions.values().sum();
                 let wanted: u32 = want.iter().map(|(_, n)| n).sum();
                 total == wanted

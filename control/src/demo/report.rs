@@ -54,7 +54,7 @@ pub fn tally(traffic: &Traffic, tally: &Tally) -> bool {
     println!("   {}:", traffic.label);
     let total: u32 = tally.statuses.values().sum();
     match traffic.expect {
-        Expect::Versions(..) => {
+        Expect::Versions(..) | Expect::Users(..) => {
             for (version, n) in &tally.versions {
                 println!("     {version:<9} {} {n}", bar(*n, total));
             }
@@ -71,7 +71,7 @@ pub fn tally(traffic: &Traffic, tally: &Tally) -> bool {
         .filter(|(s, _)| **s != 200)
         .map(|(_, n)| n)
         .sum();
-    if matches!(traffic.expect, Expect::Versions(..)) && others > 0 {
+    if matches!(traffic.expect, Expect::Versions(..) | Expect::Users(..)) && others > 0 {
         println!("     non-200   {} {others}", bar(others, total));
     }
     let ok = tally.keeps(&traffic.expect);
@@ -141,6 +141,9 @@ fn verdict(ok: bool) -> &'static str {
 fn promise(expect: &Expect) -> String {
     match expect {
         Expect::Status(code) => format!("every answer HTTP {code}"),
+        Expect::Users(want, slack) => {
+            format!("users: {}", promise(&Expect::Versions(want, *slack)))
+        }
         Expect::Versions(want, slack) => {
             let parts: Vec<String> = want.iter().map(|(v, n)| format!("{v} {n}")).collect();
             if *slack == 0 {

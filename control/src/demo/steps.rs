@@ -19,6 +19,8 @@ pub enum Expect {
     Versions(&'static [(&'static str, u32)], u32),
     /// Every answer has this status.
     Status(u16),
+    /// Like `Versions`, one request per user: request `i` carries `x-user-id: user-i`.
+    Users(&'static [(&'static str, u32)], u32),
 }
 
 /// A batch of requests and what it must show.
@@ -206,6 +208,48 @@ spec:
   location: MESH_EXTERNAL
 "#;
 
+/// A ReleasePolicy keeping each user (`x-user-id`) on the version a 90/10 route gave them.
+const STICKY_10: &str = r#"apiVersion: sluice.dev/v1alpha1
+kind: ReleasePolicy
+metadata:
+  name: catalog
+spec:
+  host: catalog
+  sticky: {header: x-user-id}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: catalog
+spec:
+  hosts: [catalog]
+  http:
+  - route:
+    - {destination: {host: catalog, subset: version-v1}, weight: 90}
+    - {destination: {host: catalog, subset: version-v2}, weight: 10}
+"#;
+
+/// The same with v2 raised to 30%: v2's users stay, new buckets join them.
+const STICKY_30: &str = r#"apiVersion: sluice.dev/v1alpha1
+kind: ReleasePolicy
+metadata:
+  name: catalog
+spec:
+  host: catalog
+  sticky: {header: x-user-id}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: catalog
+spec:
+  hosts: [catalog]
+  http:
+  - route:
+    - {destination: {host: catalog, subset: version-v1}, weight: 70}
+    - {destination: {host: catalog, subset: version-v2}, weight: 30}
+"#;
+
 const NO_HEADER: &[(&str, &str)] = &[];
 
 /// The steps, in the order the demo walks through them.
@@ -272,6 +316,43 @@ pub const STEPS: &[Step] = &[
             dest: Dest::Catalog,
             headers: NO_HEADER,
             expect: Expect::Versions(&[("v2", 100)], 0),
+        }],
+        mirrored: None,
+    },
+    Step {
+        name: "sticky-canary-10",
+        title: "Sticky canary: 10% of users on v2, each user stays",
+        about: "ReleasePolicy sticky.header x-user-id (replaces seed 002-14's Lua): users hash to fixed buckets; the 90/10 weights become bucket ranges",
+        yaml: STICKY_10,
+        traffic: &[
+            Traffic {
+                label: "200 users, one request each",
+                requests: 200,
+                dest: Dest::Catalog,
+                headers: NO_HEADER,
+                expect: Expect::Users(&[("v1", 180), ("v2", 20)], 10),
+            },
+            Traffic {
+                label: "the same 200 users again",
+                requests: 200,
+                dest: Dest::Catalog,
+                headers: NO_HEADER,
+                expect: Expect::Users(&[("v1", 180), ("v2", 20)], 10),
+            },
+        ],
+        mirrored: None,
+    },
+    Step {
+        name: "sticky-canary-30",
+        title: "Sticky canary raised to 30%: v2's users stay on v2, new users join",
+        about: "the VirtualService weights change to 70/30; the ReleasePolicy stays",
+        yaml: STICKY_30,
+        traffic: &[Traffic {
+            label: "the same 200 users",
+            requests: 200,
+            dest: Dest::Catalog,
+            headers: NO_HEADER,
+            expect: Expect::Users(&[("v1", 140), ("v2", 60)], 10),
         }],
         mirrored: None,
     },
@@ -350,6 +431,21 @@ mod tests {
             let errors: Vec<String> = set.errors().map(ToString::to_string).collect();
             assert!(errors.is_empty(), "{}: {errors:#?}", step.name);
         }
+    }
+
+    #[test]
+    fn the_sticky_steps_promise_what_the_users_buckets_give() {
+        use sluice_api::model::weighted::bucket;
+        let on_v2 = |from: u16| {
+            (0..200)
+                .filter(|i| bucket(format!("user-{i}").as_bytes()) >= from)
+                .count() as u32
+        };
+        let (at10, at30) = (on_v2(9000), on_v2(7000));
+        assert!(
+            at10.abs_diff(20) <= 10 && at30.abs_diff(60) <= 10,
+            "{at10} {at30}"
+        );
     }
 
     #[test]

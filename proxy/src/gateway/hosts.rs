@@ -3,7 +3,7 @@
 //! SNI chose), and a VirtualService bound to that server's Gateway, from a namespace the
 //! server host admits, must claim it. Anything else is a short 404.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::HeaderMap;
 use sluice_api::model::Model;
@@ -58,8 +58,13 @@ impl Edge {
         forwarded::prepare(headers, peer, self.scheme(), self.trusted_proxies)
     }
 
-    /// Routes a request by the servers of this connection's port.
-    pub fn route<'m>(&self, model: &'m Model, req: &RequestInfo<'_>) -> Routed<'m> {
+    /// Routes a request from `client` by the servers of this connection's port.
+    pub fn route<'m>(
+        &self,
+        model: &'m Model,
+        req: &RequestInfo<'_>,
+        client: Option<IpAddr>,
+    ) -> Routed<'m> {
         let Some(port) = model.edge.ports.get(&self.port) else {
             return respond(404, NOT_FOUND);
         };
@@ -95,6 +100,7 @@ impl Edge {
                     location,
                     code: 301,
                 },
+                set_cookie: None,
             };
         }
         for (server, server_host) in servers {
@@ -108,7 +114,7 @@ impl Edge {
             };
             let vs_namespace = vhost.name.split_once('/').map_or("", |(ns, _)| ns);
             if server_host.admits_namespace(vs_namespace) {
-                return route::by_rules(vhost, req);
+                return route::by_rules(model, vhost, req, client);
             }
         }
         tracing::debug!(
@@ -128,6 +134,7 @@ fn respond(status: u16, body: &str) -> Routed<'static> {
             status,
             body: body.to_string(),
         },
+        set_cookie: None,
     }
 }
 
@@ -223,7 +230,7 @@ spec:
             port,
             headers: &headers,
         };
-        match Edge::plain(port, 0).route(model, &req).action {
+        match Edge::plain(port, 0).route(model, &req, None).action {
             Action::Forward { target, .. } => format!("-> {}", target.host),
             Action::Respond { status, .. } => status.to_string(),
             Action::Redirect { location, code } => format!("{code} {location}"),

@@ -5,6 +5,7 @@
 
 mod attempts;
 mod body;
+mod fallback;
 mod head;
 
 use std::net::SocketAddr;
@@ -137,11 +138,17 @@ impl Outbound {
             port: self.dst.port(),
             headers: &parts.headers,
         };
+        let client = Some(self.peer.ip());
         let routed = match &self.router {
-            Router::Sidecar => route::route(&snap.model, &info, self.dst),
-            Router::Edge(edge) => edge.route(&snap.model, &info),
+            Router::Sidecar => route::route_from(&snap.model, &info, self.dst, client),
+            Router::Edge(edge) => edge.route(&snap.model, &info, client),
         };
         record.set_route(routed.rule.and_then(|r| r.name.as_deref()));
+        if let Action::Forward { target, .. } = &routed.action
+            && let Some(release) = snap.model.releases.get(&target.host)
+        {
+            record.set_release_headers(&release.access_log_headers, &parts.headers);
+        }
         let cors_policy = routed.rule.and_then(|r| r.cors.as_ref());
         let cors_origin = match cors_policy.map(|c| cors::decide(c, &parts.method, &parts.headers))
         {
@@ -170,6 +177,9 @@ impl Outbound {
         };
         if let Some(rule) = routed.rule {
             headers::apply(&rule.response_headers, resp.headers_mut());
+        }
+        if let Some(cookie) = routed.set_cookie {
+            resp.headers_mut().append(SET_COOKIE, cookie);
         }
         if let (Some(policy), Some(origin)) = (cors_policy, cors_origin) {
             cors::allow(policy, origin, resp.headers_mut());
@@ -209,9 +219,11 @@ impl Outbound {
             body,
             authority,
         } = req;
-        record.labels.destination_service = route.target.host.clone();
-        record.labels.destination_subset = route.target.subset_name.clone().unwrap_or_default();
-        let dest = match destination::resolve(snap, route.target, self.dst) {
+        let fell_back = fallback::choose(&self.sidecar, snap, route.target, self.dst);
+        let target = fell_back.as_ref().map_or(route.target, |f| &*f.target);
+        record.labels.destination_service = target.host.clone();
+        record.labels.destination_subset = target.subset_name.clone().unwrap_or_default();
+        let dest = match destination::resolve(snap, target, self.dst) {
             Ok(d) => d,
             Err(e) => return self.fail(snap, e, record, grpc),
         };
@@ -247,6 +259,9 @@ impl Outbound {
                 let mut resp = forward::response(resp, parts.version, head.client_upgrade);
                 if let Some(cookie) = session {
                     resp.headers_mut().append(SET_COOKIE, cookie.set_cookie);
+                }
+                if let Some(f) = fell_back {
+                    resp.headers_mut().insert(f.header, f.value);
                 }
                 resp
             }

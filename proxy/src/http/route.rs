@@ -1,11 +1,15 @@
 //! Routing decisions: which VirtualService applies to a request, which rule
 //! matches, and what it asks for. Pure functions of the model and the request.
 
+mod sticky;
+
 use std::borrow::Cow;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+
+use http::HeaderValue;
 
 use sluice_api::model::routes::{
-    HeaderOps, HttpAction, HttpRule, Redirect, RequestInfo, Rewrite, Target,
+    HeaderOps, HttpAction, HttpRule, Redirect, RequestInfo, Rewrite, Target, WeightedTargets,
 };
 use sluice_api::model::{Model, ServiceId, VirtualHost};
 
@@ -49,10 +53,25 @@ pub struct Routed<'m> {
     pub matched_prefix: Option<&'m str>,
     /// What to do.
     pub action: Action<'m>,
+    /// A `Set-Cookie` for the answer: the sticky user id the proxy made up.
+    pub set_cookie: Option<HeaderValue>,
 }
 
-/// Routes a request that was sent to `dst` (the original destination).
+/// Routes a request that was sent to `dst` (the original destination), from a client
+/// whose address is unknown (a ReleasePolicy keyed on `clientAddress` then does not apply).
 pub fn route<'m>(model: &'m Model, req: &RequestInfo<'_>, dst: SocketAddr) -> Routed<'m> {
+    route_from(model, req, dst, None)
+}
+
+/// Routes a request from `client` that was sent to `dst` (the original destination). A
+/// weighted route whose destination host has a ReleasePolicy with `sticky` picks by the
+/// user's bucket rather than the smooth schedule.
+pub fn route_from<'m>(
+    model: &'m Model,
+    req: &RequestInfo<'_>,
+    dst: SocketAddr,
+    client: Option<IpAddr>,
+) -> Routed<'m> {
     let (service, vhost) = select(model, req.authority, dst);
     let Some(vhost) = vhost else {
         let action = match service {
@@ -66,14 +85,20 @@ pub fn route<'m>(model: &'m Model, req: &RequestInfo<'_>, dst: SocketAddr) -> Ro
             rule: None,
             matched_prefix: None,
             action,
+            set_cookie: None,
         };
     };
-    by_rules(vhost, req)
+    by_rules(model, vhost, req, client)
 }
 
 /// Routes a request by the http rules of the VirtualService that applies to it (the
-/// sidecar's and the gateway's routing share this).
-pub fn by_rules<'m>(vhost: &'m VirtualHost, req: &RequestInfo<'_>) -> Routed<'m> {
+/// sidecar's and the gateway's routing share this), for a request from `client`.
+pub fn by_rules<'m>(
+    model: &'m Model,
+    vhost: &'m VirtualHost,
+    req: &RequestInfo<'_>,
+    client: Option<IpAddr>,
+) -> Routed<'m> {
     let Some(rule) = vhost.http.iter().find(|r| r.matches(req)) else {
         let err = ProxyError::NoRoute {
             vs: vhost.name.clone(),
@@ -84,10 +109,12 @@ pub fn by_rules<'m>(vhost: &'m VirtualHost, req: &RequestInfo<'_>) -> Routed<'m>
             rule: None,
             matched_prefix: None,
             action: Action::Fail(err),
+            set_cookie: None,
         };
     };
+    let mut set_cookie = None;
     let action = match &rule.action {
-        HttpAction::Route(targets) => match targets.pick() {
+        HttpAction::Route(targets) => match pick(model, targets, req, client, &mut set_cookie) {
             Some((target, _, headers)) => Action::Forward {
                 target: Cow::Borrowed(target),
                 headers: Some(headers),
@@ -111,6 +138,30 @@ pub fn by_rules<'m>(vhost: &'m VirtualHost, req: &RequestInfo<'_>) -> Routed<'m>
         rule: Some(rule),
         matched_prefix: rule.matched_uri_prefix(req),
         action,
+        set_cookie,
+    }
+}
+
+/// A weighted route's pick: by the sticky user's bucket when the destination host's
+/// ReleasePolicy names users and the request has a user, else by the schedule.
+fn pick<'m>(
+    model: &'m Model,
+    targets: &'m WeightedTargets,
+    req: &RequestInfo<'_>,
+    client: Option<IpAddr>,
+    set_cookie: &mut Option<HeaderValue>,
+) -> Option<&'m (Target, u32, HeaderOps)> {
+    let key = targets
+        .targets
+        .first()
+        .and_then(|(t, ..)| model.releases.get(&t.host))
+        .and_then(|r| r.sticky.as_ref());
+    match key.and_then(|k| sticky::user(k, req.headers, client)) {
+        Some(user) => {
+            *set_cookie = user.set_cookie;
+            targets.pick_bucket(user.bucket)
+        }
+        None => targets.pick(),
     }
 }
 

@@ -13,7 +13,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::Finding;
-use crate::discovery::watch::served::{self, ISTIO_KINDS, MESH_CONFIG};
+use crate::discovery::watch::served::{self, ISTIO_KINDS, SLUICE_KINDS};
 
 /// The port of the control plane's discovery stream and status endpoints.
 const DISCOVERY_PORT: u16 = 15012;
@@ -70,7 +70,7 @@ async fn crds(client: &Client) -> Finding {
     let missing: Vec<&str> = served
         .missing()
         .into_iter()
-        .filter(|kind| *kind != MESH_CONFIG)
+        .filter(|kind| !SLUICE_KINDS.contains(kind))
         .collect();
     if missing.len() == ISTIO_KINDS.len() {
         return Finding::fail(
@@ -90,12 +90,12 @@ async fn crds(client: &Client) -> Finding {
             "kubectl apply -f charts/sluice/crds/",
         );
     }
-    let mesh_config = if served.kinds.iter().any(|r| r.kind == MESH_CONFIG) {
-        ""
-    } else {
-        "; MeshConfig CRD not installed (optional)"
-    };
-    Finding::ok(CHECK, format!("{}{mesh_config}", kinds.join(", ")))
+    let optional: String = SLUICE_KINDS
+        .iter()
+        .filter(|kind| !served.kinds.iter().any(|r| r.kind == **kind))
+        .map(|kind| format!("; {kind} CRD not installed (optional)"))
+        .collect();
+    Finding::ok(CHECK, format!("{}{optional}", kinds.join(", ")))
 }
 
 const RBAC_FIX: &str =

@@ -73,7 +73,7 @@ pub fn id(origin: &Origin) -> String {
 /// The document of a resource, as a Kubernetes object of its kind.
 pub fn doc(resource: &Resource) -> serde_json::Result<String> {
     let api_version = match resource.spec {
-        Spec::MeshConfig(_) => "sluice.dev/v1alpha1",
+        Spec::MeshConfig(_) | Spec::ReleasePolicy(_) => "sluice.dev/v1alpha1",
         _ => "networking.istio.io/v1",
     };
     serde_json::to_string(&json!({
@@ -196,8 +196,9 @@ mod tests {
 
     #[test]
     fn documents_load_back_as_the_same_resources() {
-        let yaml = "apiVersion: networking.istio.io/v1beta1\nkind: VirtualService\nmetadata: {name: r, namespace: shop, labels: {a: b}}\nspec:\n  hosts: [reviews]\n  http:\n  - timeout: 2s\n    retries: {attempts: 3, perTryTimeout: 500ms}\n    route: [{destination: {host: reviews, subset: v2}, weight: 100}]\n---\napiVersion: sluice.dev/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh, namespace: shop}\nspec:\n  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n";
+        let yaml = "apiVersion: networking.istio.io/v1beta1\nkind: VirtualService\nmetadata: {name: r, namespace: shop, labels: {a: b}}\nspec:\n  hosts: [reviews]\n  http:\n  - timeout: 2s\n    retries: {attempts: 3, perTryTimeout: 500ms}\n    route: [{destination: {host: reviews, subset: v2}, weight: 100}]\n---\napiVersion: sluice.dev/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh, namespace: shop}\nspec:\n  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n---\napiVersion: sluice.dev/v1alpha1\nkind: ReleasePolicy\nmetadata: {name: reviews, namespace: shop}\nspec:\n  host: reviews\n  sticky: {cookie: {name: u, ttl: 1h, attributes: [Secure]}}\n  fallback: {subsets: [{from: v2, to: v1}]}\n  accessLog: {headers: [x-swimlane]}\n";
         let set = sluice_api::load_str("in.yaml", yaml);
+        assert_eq!(set.resources.len(), 3);
         assert!(!set.has_errors(), "{:?}", set.diagnostics);
         for r in &set.resources {
             let again = sluice_api::load_str(&id(&r.origin), &doc(r).unwrap());

@@ -6,7 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::served::{ISTIO_KINDS, MESH_CONFIG};
+use super::served::{ISTIO_KINDS, SLUICE_KINDS};
 use crate::discovery::state::Rejection;
 
 /// The mesh config's version, its rejected objects, and the watchers' errors.
@@ -61,7 +61,7 @@ impl Metrics {
         let kinds = ["Service"]
             .into_iter()
             .chain(ISTIO_KINDS)
-            .chain([MESH_CONFIG]);
+            .chain(SLUICE_KINDS);
         for kind in kinds {
             let count = rejected.iter().filter(|r| kind_of(r) == kind).count();
             self.rejected

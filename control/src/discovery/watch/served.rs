@@ -1,5 +1,6 @@
 //! API discovery: the Istio kinds the cluster serves, each at the first of `v1`,
-//! `v1beta1`, `v1alpha3` it serves, and sluice's MeshConfig when its CRD is installed.
+//! `v1beta1`, `v1alpha3` it serves, and sluice's MeshConfig and ReleasePolicy when their
+//! CRDs are installed.
 
 use kube::Client;
 use kube::discovery::{ApiGroup, ApiResource, Discovery, verbs};
@@ -19,8 +20,12 @@ pub const ISTIO_KINDS: [&str; 4] = [
 pub const SLUICE_GROUP: &str = "sluice.dev";
 /// The version of [`SLUICE_GROUP`] sluice reads.
 pub const SLUICE_VERSION: &str = "v1alpha1";
-/// The kind of [`SLUICE_GROUP`] sluice watches.
+/// The kind of [`SLUICE_GROUP`] sluice watches for mesh-wide settings.
 pub const MESH_CONFIG: &str = "MeshConfig";
+/// The kind of [`SLUICE_GROUP`] sluice watches for gray releases.
+pub const RELEASE_POLICY: &str = "ReleasePolicy";
+/// The kinds of [`SLUICE_GROUP`] sluice watches, each optional.
+pub const SLUICE_KINDS: [&str; 2] = [MESH_CONFIG, RELEASE_POLICY];
 
 /// The custom kinds the cluster serves, as discovery found them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,7 +39,7 @@ impl Served {
     pub fn missing(&self) -> Vec<&'static str> {
         ISTIO_KINDS
             .into_iter()
-            .chain([MESH_CONFIG])
+            .chain(SLUICE_KINDS)
             .filter(|kind| !self.kinds.iter().any(|r| r.kind == *kind))
             .collect()
     }
@@ -61,7 +66,11 @@ pub async fn discover(client: Client) -> Result<Served, kube::Error> {
         }));
     }
     if let Some(group) = discovery.get(SLUICE_GROUP) {
-        kinds.extend(watchable(group, SLUICE_VERSION, MESH_CONFIG));
+        kinds.extend(
+            SLUICE_KINDS
+                .iter()
+                .filter_map(|kind| watchable(group, SLUICE_VERSION, kind)),
+        );
     }
     Ok(Served { kinds })
 }

@@ -302,3 +302,48 @@ fn rewrites() {
         assert_eq!(rewrite_path(&rw, matched, path, query), expected, "{path}");
     }
 }
+
+const STICKY: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: catalog, namespace: shop}
+spec:
+  hosts: [catalog]
+  http:
+  - route:
+    - {destination: {host: catalog, subset: version-v1}, weight: 90}
+    - {destination: {host: catalog, subset: version-v2}, weight: 10}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: ReleasePolicy
+metadata: {name: catalog, namespace: shop}
+spec:
+  host: catalog
+  sticky: {header: x-user-id}
+"#;
+
+#[test]
+fn a_sticky_user_gets_the_destination_of_their_bucket_every_time() {
+    let yaml = MESH.split("---").take(4).collect::<Vec<_>>().join("---") + "---" + STICKY;
+    let mut set = load_str("mesh.yaml", &yaml);
+    validate::validate(&mut set);
+    assert!(!set.has_errors(), "{:?}", set.diagnostics);
+    let workload = Workload {
+        namespace: "shop".into(),
+        labels: Default::default(),
+    };
+    let m = Model::compile(&set.resources, &workload);
+    let vip: SocketAddr = "10.96.0.10:80".parse().unwrap();
+    let mut on_v2 = 0;
+    for u in 0..1000 {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-user-id", format!("user-{u}").parse().unwrap());
+        let first = outcome(&route(&m, &info("catalog", "/", &headers), vip));
+        for _ in 0..5 {
+            let again = outcome(&route(&m, &info("catalog", "/", &headers), vip));
+            assert_eq!(again, first, "user-{u}");
+        }
+        on_v2 += usize::from(first.ends_with("version-v2"));
+    }
+    assert!((70..=130).contains(&on_v2), "{on_v2} of 1000 on v2");
+}

@@ -1,0 +1,170 @@
+//! Compiled ReleasePolicies by destination host: the sticky user key, the fallback
+//! subsets (resolved against the registry) and the access-log release fields.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::registry::Registry;
+use super::routes::Target;
+use crate::host::fqdn;
+use crate::istio::virtual_service::Destination;
+use crate::release_policy::{ReleasePolicy, Sticky};
+use crate::resource::{Resource, Spec};
+
+/// The response header that marks a fallback answer unless the policy names another.
+pub const DEFAULT_FALLBACK_HEADER: &str = "x-sluice-fallback";
+
+/// The release of one destination host.
+#[derive(Debug, Serialize)]
+pub struct Release {
+    /// `namespace/name` of the ReleasePolicy.
+    pub name: String,
+    /// Who a user is, for sticky weighted routing.
+    pub sticky: Option<StickyKey>,
+    /// Fallback of empty subsets.
+    pub fallback: Option<FallbackPlan>,
+    /// Request headers (lowercase) logged as access-log fields.
+    pub access_log_headers: Vec<String>,
+}
+
+/// The request property that names a user.
+#[derive(Debug, Serialize)]
+pub enum StickyKey {
+    /// A request header (lowercase name).
+    Header(String),
+    /// A cookie, set by the proxy when missing.
+    Cookie(StickyCookie),
+    /// The client's IP address.
+    ClientAddress,
+}
+
+/// The sticky cookie and the attributes of the `Set-Cookie` the proxy sends.
+#[derive(Debug, Serialize)]
+pub struct StickyCookie {
+    /// Cookie name.
+    pub name: String,
+    /// `Max-Age`; zero makes a session cookie.
+    pub ttl: Duration,
+    /// `Path`.
+    pub path: String,
+    /// Extra attributes, as written.
+    pub attributes: Vec<String>,
+}
+
+impl StickyCookie {
+    /// The `Set-Cookie` value for a generated user id.
+    pub fn set_cookie(&self, value: &str) -> String {
+        let mut out = format!("{}={value}; Path={}", self.name, self.path);
+        if !self.ttl.is_zero() {
+            out += &format!("; Max-Age={}", self.ttl.as_secs());
+        }
+        for a in &self.attributes {
+            out += "; ";
+            out += a;
+        }
+        out
+    }
+}
+
+/// Where requests for empty subsets go.
+#[derive(Debug, Serialize)]
+pub struct FallbackPlan {
+    /// Response header marking a fallback answer (lowercase).
+    pub header: String,
+    /// `(from subset, fallback target)`.
+    pub subsets: Vec<(String, Target)>,
+}
+
+impl FallbackPlan {
+    /// The fallback of subset `name`, if it has one.
+    pub fn of(&self, name: &str) -> Option<&Target> {
+        self.subsets
+            .iter()
+            .find_map(|(from, to)| (from == name).then_some(to))
+    }
+}
+
+/// ReleasePolicies by fully qualified host; the first loaded for a host applies.
+#[derive(Debug, Default, Serialize)]
+pub struct Releases {
+    hosts: HashMap<String, Arc<Release>>,
+}
+
+impl Releases {
+    /// Compiles the ReleasePolicies among `resources`.
+    pub fn build(resources: &[Resource], registry: &Registry) -> Releases {
+        let mut hosts = HashMap::new();
+        for r in resources {
+            let Spec::ReleasePolicy(rp) = &r.spec else {
+                continue;
+            };
+            let ns = r.meta.namespace();
+            let host = fqdn(&rp.host, ns);
+            hosts.entry(host.clone()).or_insert_with(|| {
+                Arc::new(compile(
+                    rp,
+                    format!("{ns}/{}", r.meta.name),
+                    &host,
+                    registry,
+                ))
+            });
+        }
+        Releases { hosts }
+    }
+
+    /// The release of a fully qualified destination host.
+    pub fn get(&self, host: &str) -> Option<&Release> {
+        self.hosts.get(host).map(|r| &**r)
+    }
+
+    /// True when no host has a release.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+}
+
+fn compile(rp: &ReleasePolicy, name: String, host: &str, registry: &Registry) -> Release {
+    let fallback = rp.fallback.as_ref().map(|fb| FallbackPlan {
+        header: fb
+            .response_header
+            .as_deref()
+            .unwrap_or(DEFAULT_FALLBACK_HEADER)
+            .to_ascii_lowercase(),
+        subsets: fb
+            .subsets
+            .iter()
+            .map(|s| {
+                let to = Destination {
+                    host: host.to_string(),
+                    subset: Some(s.to.clone()),
+                    ..Destination::default()
+                };
+                (s.from.clone(), Target::resolve(&to, "", registry))
+            })
+            .collect(),
+    });
+    Release {
+        name,
+        sticky: rp.sticky.as_ref().map(sticky_key),
+        fallback,
+        access_log_headers: rp.access_log.as_ref().map_or_else(Vec::new, |l| {
+            l.headers.iter().map(|h| h.to_ascii_lowercase()).collect()
+        }),
+    }
+}
+
+fn sticky_key(s: &Sticky) -> StickyKey {
+    match (&s.header, &s.cookie) {
+        (Some(h), _) => StickyKey::Header(h.to_ascii_lowercase()),
+        (None, Some(c)) => StickyKey::Cookie(StickyCookie {
+            name: c.name.clone(),
+            ttl: c.ttl.map_or(Duration::ZERO, |d| d.get()),
+            path: c.path.clone().unwrap_or_else(|| "/".into()),
+            attributes: c.attributes.clone(),
+        }),
+        (None, None) => StickyKey::ClientAddress,
+    }
+}
