@@ -15,6 +15,9 @@ pub enum LineError {
     TooLong(usize),
 }
 
+/// A buffer left empty with more room than this is given up after a line.
+const KEEP_CAPACITY: usize = 64 << 10;
+
 /// Reads a body line by line.
 #[derive(Debug)]
 pub struct Lines<B> {
@@ -48,6 +51,11 @@ where
                 let at = self.scanned + found;
                 self.scanned = 0;
                 let line = self.buf.split_to(at + 1).freeze().slice(..at);
+                if self.buf.is_empty() && self.buf.capacity() > KEEP_CAPACITY {
+                    // The buffer shares the line's allocation: let the line take it away
+                    // rather than hold a big state's worth of memory until the next one.
+                    self.buf = BytesMut::new();
+                }
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }

@@ -315,6 +315,27 @@ async fn full_state_then_changes_route_live_over_plain_text() {
 }
 
 #[tokio::test]
+async fn a_rotated_ca_is_trusted_on_the_next_connection_without_a_restart() {
+    let (old, new) = (Pki::new("ca-old"), Pki::new("ca-new"));
+    let control = Control::start("127.0.0.1:0", Some(&new)).await;
+    let ca = old.ca.with_file_name("discovery-ca.pem");
+    std::fs::copy(&old.ca, &ca).unwrap();
+    let url = format!("https://localhost:{}", control.addr.port());
+    let target = Target::new(&url, Some(&ca)).unwrap();
+    let refused = target.connect().await.unwrap_err();
+    assert!(refused.contains("TLS handshake failed"), "{refused}");
+
+    // The CA ConfigMap's file is replaced: the same target trusts the new CA.
+    std::fs::copy(&new.ca, &ca).unwrap();
+    target.connect().await.expect("the rotated CA is trusted");
+
+    // A file that is no CA keeps the last good one.
+    std::fs::write(&ca, "not a certificate").unwrap();
+    target.connect().await.expect("the last good CA stays");
+    control.kill().await;
+}
+
+#[tokio::test]
 async fn a_proxy_gets_only_what_its_namespace_sees() {
     let v1 = echo_app("127.0.0.1", "catalog", "v1").await;
     let v2 = echo_app("127.0.0.2", "catalog", "v2").await;

@@ -12,6 +12,7 @@ mod diff;
 mod metrics;
 mod proxies;
 mod session;
+mod shared;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ use crate::webhook::{CertStore, server_config};
 pub use metrics::Metrics;
 use proxies::Proxies;
 pub use proxies::{Nack, ProxyStatus};
+use shared::{View, Views};
 use sluice_body_lines::Lines;
 use wire::{Hello, Rendered};
 
@@ -55,11 +57,13 @@ pub struct Discovery {
     closing: watch::Sender<bool>,
 }
 
-/// Every resource of one version rendered for the wire, once for all proxies.
+/// Every resource of one version rendered for the wire, once for all proxies, and the
+/// views picked from them, once per kind of proxy.
 #[derive(Debug)]
 struct Rendering {
-    version: u64,
+    config: Arc<ClusterConfig>,
     by_id: HashMap<String, Rendered>,
+    views: Views,
 }
 
 impl Discovery {
@@ -90,46 +94,67 @@ impl Discovery {
         self.closing.send_replace(true);
     }
 
-    /// The rendered resources of `proxy`'s view of `config`, in order.
-    fn view_of(&self, config: &ClusterConfig, proxy: &Workload) -> Vec<Rendered> {
+    /// `proxy`'s view of `config`: its resources rendered, in order; shared by every proxy
+    /// with the same namespace and labels.
+    fn view_of(&self, config: &Arc<ClusterConfig>, proxy: &Workload) -> Arc<View> {
         let rendering = self.rendering(config);
-        let mut seen = std::collections::HashSet::new();
-        view(&config.resources, proxy)
-            .iter()
-            .filter_map(|r| rendering.by_id.get(&wire::id(&r.origin)))
-            .filter(|r| seen.insert(r.id.clone()))
-            .cloned()
-            .collect()
+        rendering.views.get(shared::key(proxy), || {
+            let mut seen = std::collections::HashSet::new();
+            let resources = view(&config.resources, proxy)
+                .iter()
+                .filter_map(|r| rendering.by_id.get(&wire::id(&r.origin)))
+                .filter(|r| seen.insert(r.id.clone()))
+                .cloned()
+                .collect();
+            View::new(config.version, resources)
+        })
     }
 
-    fn rendering(&self, config: &ClusterConfig) -> Arc<Rendering> {
+    /// The rendering of `config`: made by the first proxy that needs it. A resource equal
+    /// to the one of the same id in the last rendering keeps its document (not rendered
+    /// again, and compared by pointer when the proxies' deltas are made).
+    fn rendering(&self, config: &Arc<ClusterConfig>) -> Arc<Rendering> {
         let mut cached = self.rendered.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(r) = cached.as_ref().filter(|r| r.version == config.version) {
-            return r.clone();
+        let last = match cached.as_ref() {
+            Some(r) if r.config.version == config.version => return r.clone(),
+            Some(r) => Some(r.clone()),
+            None => None,
+        };
+        // The last version's resources by id (the first of an id, as in `by_id`).
+        let mut earlier: HashMap<String, &sluice_api::Resource> = HashMap::new();
+        for r in last.iter().flat_map(|last| &last.config.resources) {
+            earlier.entry(wire::id(&r.origin)).or_insert(r);
         }
         let mut by_id = HashMap::with_capacity(config.resources.len());
         for r in &config.resources {
             let id = wire::id(&r.origin);
-            let doc = match wire::doc(r) {
-                Ok(doc) => doc,
-                Err(e) => {
-                    tracing::error!(resource = %r.title(), origin = %r.origin, error = %e, "cannot render the resource for the proxies; left out");
-                    continue;
-                }
-            };
             if by_id.contains_key(&id) {
                 tracing::warn!(resource = %r.title(), %id, "two resources come from the same object; the first is served");
                 continue;
             }
-            let rendered = Rendered {
-                id: id.as_str().into(),
-                doc: doc.into(),
+            let kept = last.as_ref().and_then(|last| {
+                earlier.get(&id).filter(|before| **before == r)?;
+                last.by_id.get(&id).cloned()
+            });
+            let rendered = match kept {
+                Some(rendered) => rendered,
+                None => match wire::doc(r) {
+                    Ok(doc) => Rendered {
+                        id: id.as_str().into(),
+                        doc: doc.into(),
+                    },
+                    Err(e) => {
+                        tracing::error!(resource = %r.title(), origin = %r.origin, error = %e, "cannot render the resource for the proxies; left out");
+                        continue;
+                    }
+                },
             };
             by_id.insert(id, rendered);
         }
         let rendering = Arc::new(Rendering {
-            version: config.version,
+            config: config.clone(),
             by_id,
+            views: Views::default(),
         });
         *cached = Some(rendering.clone());
         rendering

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use sluice_api::model::Workload;
 
-use super::diff::Sent;
 use super::proxies::{Connected, Nack};
+use super::shared::View;
 use super::wire::{Hello, Reply};
 use super::{ClusterConfig, Discovery};
 use sluice_body_lines::Lines;
@@ -27,7 +27,7 @@ pub(super) async fn run(
     let mut session = Session {
         discovery: discovery.clone(),
         workload,
-        sent: Sent::default(),
+        held: None,
         tx: &tx,
         connected: &connected,
     };
@@ -65,7 +65,8 @@ pub(super) async fn run(
 struct Session<'a> {
     discovery: Arc<Discovery>,
     workload: Workload,
-    sent: Sent,
+    /// The view last sent (none before the full state).
+    held: Option<Arc<View>>,
     tx: &'a tokio::sync::mpsc::Sender<Bytes>,
     connected: &'a Connected,
 }
@@ -76,25 +77,34 @@ impl Session<'_> {
         if !config.synced() {
             return true;
         }
-        let (discovery, config, workload) = (
+        let (discovery, config, workload, held) = (
             self.discovery.clone(),
             config.clone(),
             self.workload.clone(),
+            self.held.clone(),
         );
-        // Picking the view walks every resource: keep it off the async threads.
-        let viewing = move || (config.version, discovery.view_of(&config, &workload));
-        let Ok((version, view)) = tokio::task::spawn_blocking(viewing).await else {
+        // Picking a view walks every resource and a delta compares two views: keep them
+        // off the async threads (each is done once for all proxies of the same kind).
+        let updating = move || {
+            let view = discovery.view_of(&config, &workload);
+            let line = view.line_from(held.as_ref());
+            (view, line)
+        };
+        let Ok((view, line)) = tokio::task::spawn_blocking(updating).await else {
             return false;
         };
-        let Some(update) = self.sent.update(version, view) else {
+        let full = self.held.is_none();
+        let version = view.version();
+        self.held = Some(view);
+        let Some(line) = line else {
             return true;
         };
-        if self.tx.send(Bytes::from(update.line())).await.is_err() {
+        if self.tx.send(line).await.is_err() {
             return false;
         }
-        self.discovery.metrics.pushed(update.full);
+        self.discovery.metrics.pushed(full);
         self.connected
-            .update(|status| status.version_sent = Some(update.version));
+            .update(|status| status.version_sent = Some(version));
         true
     }
 

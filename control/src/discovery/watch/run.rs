@@ -20,7 +20,7 @@ use tokio::task::{AbortHandle, JoinError, JoinSet};
 use tokio::time::{Instant, sleep_until};
 use tracing::Instrument;
 
-use super::build::{Objects, build};
+use super::build::{Built, Objects, build};
 use super::metrics::Metrics;
 use super::reflect::{self, Kind, Signal};
 use super::served::{self, Served};
@@ -35,9 +35,12 @@ pub async fn run(client: Client, settings: Settings, publisher: Publisher, metri
     let (signals, mut received) = mpsc::unbounded_channel();
     let mut state = State::start(client, settings, publisher, metrics, signals);
     let mut discovering = JoinSet::new();
+    // At most one rebuild at a time, on the blocking pool: changes that come meanwhile
+    // wait for the next.
+    let mut building = JoinSet::new();
     loop {
         let discover_at = state.discover_at.filter(|_| discovering.is_empty());
-        let rebuild_at = state.rebuild_at();
+        let rebuild_at = state.rebuild_at().filter(|_| building.is_empty());
         tokio::select! {
             Some(signal) = received.recv() => state.signal(signal),
             Some(answer) = discovering.join_next() => state.discovered(answer),
@@ -47,8 +50,14 @@ pub async fn run(client: Client, settings: Settings, publisher: Publisher, metri
                 discovering.spawn(discover.in_current_span());
             }
             () = sleep_until(rebuild_at.unwrap_or_else(Instant::now)), if rebuild_at.is_some() => {
-                state.rebuild();
+                if let Some(rebuild) = state.rebuild() {
+                    building.spawn_blocking(rebuild);
+                }
             }
+            Some(rebuilt) = building.join_next() => match rebuilt {
+                Ok(rebuilt) => state.publish(rebuilt),
+                Err(e) => tracing::error!(error = %e, "rebuilding the mesh config failed"),
+            },
             // Reaps the watchers of kinds that went away.
             Some(_) = state.watchers.tasks.join_next(), if !state.watchers.tasks.is_empty() => {}
         }
@@ -67,6 +76,16 @@ struct Custom {
 struct Pending {
     first: Instant,
     last: Instant,
+}
+
+/// What a rebuild made, and from how much.
+struct Rebuilt {
+    built: Built,
+    /// True when it equals the last version published.
+    unchanged: bool,
+    services: usize,
+    pods: usize,
+    took: Duration,
 }
 
 /// The stores, the watchers, and what is due.
@@ -204,25 +223,53 @@ impl State {
             && self.custom.keys().all(|kind| self.listed.contains(kind))
     }
 
-    fn rebuild(&mut self) {
+    /// The rebuild of the pending changes, to run off the async threads; none before the
+    /// first full sync.
+    fn rebuild(&mut self) -> Option<impl FnOnce() -> Rebuilt + Send + 'static> {
         self.pending = None;
         if !self.synced() {
-            return;
+            return None;
         }
-        let started = Instant::now();
         let objects = Objects {
             services: self.services.state(),
             slices: self.slices.state(),
             pods: self.pods.state(),
             custom: self.custom.values().flat_map(|c| c.store.state()).collect(),
         };
-        let built = build(&objects, &self.settings.translate);
-        self.log_diagnostics(&built.diagnostics);
+        let settings = self.settings.translate.clone();
+        // Only this loop publishes, one rebuild at a time: this stays the last version.
         let last = self.publisher.borrow().clone();
-        if last.synced() && last.resources == built.resources && last.rejected == built.rejected {
+        Some(move || {
+            let started = Instant::now();
+            let built = build(&objects, &settings);
+            let unchanged = last.synced()
+                && last.resources == built.resources
+                && last.rejected == built.rejected;
+            Rebuilt {
+                built,
+                unchanged,
+                services: objects.services.len(),
+                pods: objects.pods.len(),
+                took: started.elapsed(),
+            }
+        })
+    }
+
+    /// Publishes what a rebuild made, as the next version, unless nothing changed.
+    fn publish(&mut self, rebuilt: Rebuilt) {
+        let Rebuilt {
+            built,
+            unchanged,
+            services,
+            pods,
+            took,
+        } = rebuilt;
+        self.log_diagnostics(&built.diagnostics);
+        if unchanged {
             tracing::debug!("rebuilt the mesh config: no change");
             return;
         }
+        let last = self.publisher.borrow().clone();
         for gone in rejected_objects(&last.rejected).difference(&rejected_objects(&built.rejected))
         {
             tracing::info!(object = %gone, "fixed: back in the mesh config");
@@ -233,10 +280,10 @@ impl State {
             version,
             resources = built.resources.len(),
             rejected = built.rejected.len(),
-            services = objects.services.len(),
-            pods = objects.pods.len(),
+            services,
+            pods,
             namespaces = self.namespaces.len(),
-            took = ?started.elapsed(),
+            ?took,
             "published a new version of the mesh config"
         );
         self.publisher.send_replace(Arc::new(ClusterConfig {

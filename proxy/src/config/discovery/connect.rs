@@ -1,10 +1,12 @@
 //! The connection to the control plane: HTTP/2 over TLS (ALPN `h2`, the server verified
 //! against `--discovery-ca`) for `https://`, HTTP/2 with prior knowledge for `http://`;
-//! keepalive pings notice a control plane that went away without closing.
+//! keepalive pings notice a control plane that went away without closing. The CA file is
+//! read again before each connection and trusted anew when it changed, so a rotated CA
+//! needs no restart.
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -53,7 +55,46 @@ pub struct Target {
     url: Uri,
     host: String,
     port: u16,
-    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    tls: Option<Arc<Tls>>,
+}
+
+/// How the control plane is trusted: the CA file, and what it held when last read.
+#[derive(Debug)]
+struct Tls {
+    ca: PathBuf,
+    name: ServerName<'static>,
+    loaded: Mutex<Loaded>,
+}
+
+/// The CA file's content when last read, and the client config trusting it.
+#[derive(Debug)]
+struct Loaded {
+    pem: Vec<u8>,
+    config: Arc<ClientConfig>,
+}
+
+impl Tls {
+    /// The client config for the CA file as it is now: made again when the file changed;
+    /// the last good one while it cannot be read or used.
+    fn config(&self) -> Arc<ClientConfig> {
+        let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        match std::fs::read(&self.ca) {
+            Ok(pem) if pem != loaded.pem => match client_config(&self.ca, &pem) {
+                Ok(config) => {
+                    tracing::info!(ca = %self.ca.display(), "--discovery-ca changed: the new CA is trusted from this connection on");
+                    *loaded = Loaded { pem, config };
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "--discovery-ca changed but cannot be used; the CA read before stays trusted")
+                }
+            },
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(ca = %self.ca.display(), error = %e, "cannot read --discovery-ca again; the CA read before stays trusted")
+            }
+        }
+        loaded.config.clone()
+    }
 }
 
 impl Target {
@@ -89,7 +130,16 @@ impl Target {
             (true, Some(ca)) => {
                 let name = ServerName::try_from(host.clone())
                     .map_err(|_| bad("the host is no valid TLS server name"))?;
-                Some((client_config(ca)?, name))
+                let pem = std::fs::read(ca).map_err(|e| TargetError::Ca {
+                    path: ca.to_path_buf(),
+                    reason: format!("cannot read it: {e}"),
+                })?;
+                let config = client_config(ca, &pem)?;
+                Some(Arc::new(Tls {
+                    ca: ca.to_path_buf(),
+                    name,
+                    loaded: Mutex::new(Loaded { pem, config }),
+                }))
             }
         };
         let url = Uri::builder()
@@ -120,9 +170,9 @@ impl Target {
             let _ = tcp.set_nodelay(true);
             match &self.tls {
                 None => handshake(tcp).await,
-                Some((config, name)) => {
-                    let tls = TlsConnector::from(config.clone())
-                        .connect(name.clone(), tcp)
+                Some(tls) => {
+                    let tls = TlsConnector::from(tls.config())
+                        .connect(tls.name.clone(), tcp)
                         .await
                         .map_err(|e| format!("TLS handshake failed: {e}"))?;
                     if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
@@ -158,14 +208,14 @@ where
     Ok(sender)
 }
 
-/// A client config trusting the certificates of `ca`, offering HTTP/2 only.
-fn client_config(ca: &Path) -> Result<Arc<ClientConfig>, TargetError> {
+/// A client config trusting the certificates `pem` of file `ca`, offering HTTP/2 only.
+fn client_config(ca: &Path, pem: &[u8]) -> Result<Arc<ClientConfig>, TargetError> {
     let bad = |reason: String| TargetError::Ca {
         path: ca.to_path_buf(),
         reason,
     };
-    let certs = CertificateDer::pem_file_iter(ca)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad(format!("cannot read PEM certificates: {e}")))?;
     if certs.is_empty() {
         return Err(bad("no CERTIFICATE block found".into()));
