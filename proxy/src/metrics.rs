@@ -100,6 +100,17 @@ pub struct ConfigMetrics {
     pub reload_errors: Counter,
 }
 
+/// What the client-facing limits turned away, and connection tasks that panicked.
+#[derive(Clone, Debug, Default)]
+pub struct LimitMetrics {
+    /// Client connections closed at once: the connection limit was reached.
+    pub connections_refused: Counter,
+    /// Requests answered 503 at once: the limit of requests in flight was reached.
+    pub requests_shed: Counter,
+    /// Connection tasks that panicked (the task was dropped; the proxy served on).
+    pub panics: Counter,
+}
+
 /// Every metric of the proxy.
 #[derive(Debug)]
 pub struct Metrics {
@@ -119,6 +130,8 @@ pub struct Metrics {
     request_handles: RwLock<HashMap<RequestLabels, (Counter, Histogram)>>,
     /// Config version and reload errors.
     pub config: ConfigMetrics,
+    /// Limits and panics.
+    pub limits: LimitMetrics,
     access_log: bool,
 }
 
@@ -146,6 +159,22 @@ impl Metrics {
             Family::default(),
         );
         let config = ConfigMetrics::default();
+        let limits = LimitMetrics::default();
+        registry.register(
+            "client_connections_refused",
+            "Client connections closed at once: the connection limit was reached",
+            limits.connections_refused.clone(),
+        );
+        registry.register(
+            "requests_shed",
+            "Requests answered 503 at once: the limit of requests in flight was reached",
+            limits.requests_shed.clone(),
+        );
+        registry.register(
+            "connection_panics",
+            "Connection tasks that panicked (dropped; the proxy serves on)",
+            limits.panics.clone(),
+        );
         registry.register("requests", "HTTP requests answered", requests.clone());
         registry.register(
             "request_duration_seconds",
@@ -216,6 +245,7 @@ impl Metrics {
             overflow,
             request_handles: RwLock::default(),
             config,
+            limits,
             access_log,
         }
     }

@@ -118,6 +118,8 @@ async fn quitquitquit_drains_and_returns() {
         app_probes: Default::default(),
         mode: Default::default(),
         tproxy_mark: sluice_proxy::listener::DEFAULT_TPROXY_MARK,
+        app_loopback_ports: Vec::new(),
+        limits: Default::default(),
     };
     let set_level: admin::SetLevel = Arc::new(|_: &str| Ok(()));
     let running = tokio::spawn(sluice_proxy::run(settings, set_level, "info".into()));

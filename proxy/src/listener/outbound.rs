@@ -201,11 +201,13 @@ async fn serve_http(
     peer: SocketAddr,
     drain: &drain::Watch,
 ) {
+    let gates = sidecar.gates.clone();
     let outbound = Outbound::new(sidecar, dst, peer);
-    http::serve(
+    http::serve_with(
         Prefixed::new(client, stream),
         move |req| outbound.clone().handle(req),
         drain,
+        &gates,
     )
     .await;
 }
