@@ -212,6 +212,18 @@ async fn unknown_destinations_follow_the_outbound_policy() {
         let addr = proxy.outbound(&dst).await;
         let reply = get(addr, "outside", "/", &[]).await;
         assert_eq!(reply.status, expected, "{mode}: {}", reply.text());
+        // One fixed label for every unknown destination, never its address.
+        let metrics = proxy.sidecar.metrics.encode();
+        let label = if expected == 200 {
+            "PassthroughCluster"
+        } else {
+            "BlackHoleCluster"
+        };
+        assert!(
+            metrics.contains(&format!("destination_service=\"{label}\"")),
+            "{metrics}"
+        );
+        assert!(!metrics.contains("127.0.0.3"), "{metrics}");
         if expected == 502 {
             assert!(reply.text().contains("REGISTRY_ONLY"), "{}", reply.text());
             let mut tcp = TcpStream::connect(addr).await.unwrap();
