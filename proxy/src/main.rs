@@ -98,7 +98,7 @@ struct Args {
     /// Port for captured inbound traffic.
     #[arg(long, env = "SLUICE_INBOUND_PORT", default_value_t = 15006)]
     inbound_port: u16,
-    /// Admin port on 127.0.0.1 (`/config_dump`, `/logging?level=`).
+    /// Admin port on 127.0.0.1 (`/config_dump`, `/logging`, `POST /logging?level=`).
     #[arg(long, env = "SLUICE_ADMIN_PORT", default_value_t = 15000)]
     admin_port: u16,
     /// Health port (`/healthz/ready`).
