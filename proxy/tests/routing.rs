@@ -830,3 +830,86 @@ async fn a_delegate_virtual_service_routes_inside_its_roots_match() {
         );
     }
 }
+
+/// An upstream that reads each request whole, counts it by method, and resets the connection
+/// without answering.
+async fn resetting_app() -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0; 4096];
+            let head_end = loop {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break None,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break Some(i + 4);
+                }
+            };
+            let Some(head_end) = head_end else { continue };
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap_or(0));
+            while buf.len() < head_end + length {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let method = head.split(' ').next().unwrap_or("").to_string();
+            log.lock().unwrap().push(method);
+            // Received in full, then reset: the upstream may have acted on it.
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            drop(stream);
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn resets_are_retried_for_idempotent_requests_only() {
+    let (resetting, at_reset) = resetting_app().await;
+    let healthy = echo_app("127.0.0.1", "catalog", "v2").await;
+    let retries = "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: catalog}\nspec:\n  hosts: [catalog]\n  http:\n  - route: [{destination: {host: catalog}}]\n    retries: {attempts: 3, retryOn: \"reset,connect-failure,5xx\"}\n";
+    let proxy = Proxy::start(model(&catalog(resetting, healthy.local_addr(), retries)));
+    let addr = proxy.outbound(VIP).await;
+    for _ in 0..6 {
+        let reply = get(addr, "catalog", "/", &[]).await;
+        assert_eq!(reply.status, 200, "GET is retried: {}", reply.text());
+    }
+    let mut failed = 0;
+    for _ in 0..6 {
+        let reply = request(addr, "POST", "catalog", "/", &[("content-length", "0")]).await;
+        if reply.status != 200 {
+            failed += 1;
+        }
+    }
+    let posts_at_reset = at_reset
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| *m == "post")
+        .count();
+    let posts_at_healthy = healthy
+        .log()
+        .seen()
+        .iter()
+        .filter(|s| s.method == "POST")
+        .count();
+    assert!(
+        posts_at_reset > 0,
+        "round robin sends some POSTs to the resetting endpoint"
+    );
+    assert_eq!(
+        posts_at_reset, failed,
+        "a POST the upstream received is not sent again"
+    );
+    assert_eq!(posts_at_reset + posts_at_healthy, 6, "no POST replayed");
+}

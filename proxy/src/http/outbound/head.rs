@@ -94,6 +94,23 @@ impl Outgoing {
         Outgoing { head, version }
     }
 
+    /// True for a method a retry may send again after the upstream received it (RFC 9110
+    /// §9.2.2: GET, HEAD, OPTIONS, TRACE, PUT, DELETE); POST, PATCH and the rest are retried
+    /// only when they were never sent.
+    pub fn idempotent(&self) -> bool {
+        use http::Method;
+        let m = &self.head.method;
+        [
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::TRACE,
+            Method::PUT,
+            Method::DELETE,
+        ]
+        .contains(m)
+    }
+
     /// The request of one try.
     pub fn build(&self, body: Body) -> Request<Body> {
         Request::from_parts(self.head.clone(), body)
