@@ -55,6 +55,10 @@ pub mod annotation {
     pub const INCLUDE_INBOUND_PORTS: &str = "traffic.sluice.dev/include-inbound-ports";
     pub const INCLUDE_OUTBOUND_CIDRS: &str = "traffic.sluice.dev/include-outbound-cidrs";
     pub const EXCLUDE_OUTBOUND_CIDRS: &str = "traffic.sluice.dev/exclude-outbound-cidrs";
+    /// Inbound ports (numbers or container port names) the proxy delivers to the app on
+    /// 127.0.0.1 instead of the pod IP, for apps that listen on loopback only; no other port
+    /// reaches loopback (the proxy's `--app-loopback-ports`).
+    pub const APP_LOOPBACK_PORTS: &str = "traffic.sluice.dev/app-loopback-ports";
     /// `"false"`: sluice-init (and a native proxy) go after the app's init containers, which
     /// then run without capture.
     pub const CAPTURE_INIT_CONTAINERS: &str = "traffic.sluice.dev/capture-init-containers";
@@ -274,6 +278,7 @@ impl Plan {
             log_level: &self.log_level,
             resources: self.proxy_resources.clone(),
             app_probes: &app_probes,
+            app_loopback_ports: self.capture.app_loopback_ports(),
         };
         let proxy = containers::proxy(config, settings);
         let inits = ensure_array(spec, "initContainers", "spec.initContainers", &mut status);

@@ -1,6 +1,7 @@
 //! Serving an axum router on a listener, over TLS when given an acceptor, else plain TCP;
 //! HTTP/1.1 and HTTP/2 (prior knowledge or ALPN), with HTTP/2 keepalive pings so dead
-//! peers of long streams are noticed; graceful shutdown with a deadline.
+//! peers of long streams are noticed; a header read timeout, bounded headers and HTTP/2
+//! streams against slow or greedy clients; graceful shutdown with a deadline.
 
 use std::future::Future;
 use std::time::Duration;
@@ -21,6 +22,14 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// ...and the connection is closed when its answer takes longer.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest time to receive a request's headers (HTTP/1.1; hyper starts it as soon as the
+/// connection waits for a request, so it is also the idle timeout of keep-alive connections).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most header fields in a request.
+const MAX_HEADERS: usize = 100;
+/// HTTP/2: most concurrent streams per connection, and the largest header list.
+const H2_MAX_STREAMS: u32 = 256;
+const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets open connections
 /// finish for up to ten seconds and closes the rest.
@@ -75,7 +84,7 @@ pub async fn serve(
     }
 }
 
-/// One connection served with `app`, with HTTP/2 keepalive.
+/// One connection served with `app`, with HTTP/2 keepalive and the limits above.
 fn connection<IO>(
     io: IO,
     app: Router,
@@ -85,10 +94,17 @@ where
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_headers(MAX_HEADERS);
+    builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(KEEPALIVE_INTERVAL)
-        .keep_alive_timeout(KEEPALIVE_TIMEOUT);
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_LIST);
     builder
         .serve_connection(TokioIo::new(io), TowerToHyperService::new(app))
         .into_owned()

@@ -141,6 +141,11 @@ pub fn watch(injector: Arc<Injector>) -> notify::Result<notify::RecommendedWatch
     Ok(watcher)
 }
 
+/// Longest time for one request, from its headers to the answer: reading the body (a client
+/// trickling it is cut off) and the review. The API server gives up after the webhook's
+/// `timeoutSeconds` (10 s by default, 30 at most) anyway.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The HTTP routes.
 pub fn router(injector: Arc<Injector>) -> Router {
     Router::new()
@@ -148,7 +153,23 @@ pub fn router(injector: Arc<Injector>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(within_request_timeout))
         .with_state(injector)
+}
+
+/// Answers 408 when a request (its body included) takes longer than [`REQUEST_TIMEOUT`].
+async fn within_request_timeout(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            format!("request not received and answered within {REQUEST_TIMEOUT:?}\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn inject(State(injector): State<Arc<Injector>>, body: Bytes) -> Response {

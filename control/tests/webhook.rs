@@ -432,6 +432,66 @@ async fn health_and_metrics() {
 }
 
 /// Polls `check` until it holds, for at most ten seconds.
+/// Reads until the server closes; what it sent and how long that took (fails after 20 s).
+async fn until_closed<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> (String, Duration) {
+    use tokio::io::AsyncReadExt as _;
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0; 1024];
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "still open: {}",
+        String::from_utf8_lossy(&got)
+    );
+    (
+        String::from_utf8_lossy(&got).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off_at_the_header_and_request_timeouts() {
+    use tokio::io::AsyncWriteExt as _;
+    let server = Server::start(&dir("slow"), InjectConfig::default()).await;
+    let ca = server.pki.ca_pem();
+    let mut headers = tls::tls_stream(server.addr, &ca, b"http/1.1")
+        .await
+        .unwrap();
+    headers
+        .write_all(b"POST /inject HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    let mut body = tls::tls_stream(server.addr, &ca, b"http/1.1")
+        .await
+        .unwrap();
+    body.write_all(
+        b"POST /inject HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{\"a\"",
+    )
+    .await
+    .unwrap();
+    let (slow_headers, slow_body) =
+        tokio::join!(until_closed(&mut headers), until_closed(&mut body));
+    let limit = sluice_control::serve::HEADER_READ_TIMEOUT + Duration::from_secs(2);
+    assert!(slow_headers.1 < limit, "{slow_headers:?}");
+    assert!(!slow_headers.0.contains("200"), "{slow_headers:?}");
+    assert!(slow_body.0.starts_with("HTTP/1.1 408"), "{slow_body:?}");
+    let limit = sluice_control::webhook::REQUEST_TIMEOUT + Duration::from_secs(2);
+    assert!(slow_body.1 < limit, "{slow_body:?}");
+    // The server carries on.
+    let mut client = server.client(false).await;
+    let (status, _) = client.request("GET", "/healthz", Vec::new()).await.unwrap();
+    assert_eq!(status, 200);
+}
+
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,

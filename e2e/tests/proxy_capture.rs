@@ -218,9 +218,13 @@ fn a_destination_rules_tcp_keepalive_and_idle_timeout_apply_to_tcp_connections()
 }
 
 #[test]
-fn inbound_reaches_an_app_on_loopback_and_one_on_the_pod_ip() -> anyhow::Result<()> {
+fn inbound_reaches_the_pod_ip_and_loopback_only_on_the_ports_asked_for() -> anyhow::Result<()> {
     let node = Node::new("proxy_inbound")?;
-    let mesh = Mesh::start(&node, &mesh_config("ALLOW_ANY"), &[])?;
+    let mesh = Mesh::start(
+        &node,
+        &mesh_config("ALLOW_ANY"),
+        &["--app-loopback-ports", "9090"],
+    )?;
     let pod_ip = mesh.client.ipv4;
     let _apps = mesh.run(async move {
         let lo = apps::serve_http(
@@ -231,7 +235,12 @@ fn inbound_reaches_an_app_on_loopback_and_one_on_the_pod_ip() -> anyhow::Result<
             tokio::net::TcpListener::bind((pod_ip, 9091)).await?,
             AppId::new("local", "pod"),
         )?;
-        anyhow::Ok((lo, pod))
+        // Bound to loopback only and not named: not reachable from the network.
+        let private = apps::serve_http(
+            tokio::net::TcpListener::bind("127.0.0.1:9092").await?,
+            AppId::new("local", "private"),
+        )?;
+        anyhow::Ok((lo, pod, private))
     })?;
     let caller = node.pod("caller")?;
     let curl = |port: u16| -> anyhow::Result<String> {
@@ -250,6 +259,11 @@ fn inbound_reaches_an_app_on_loopback_and_one_on_the_pod_ip() -> anyhow::Result<
     };
     assert_eq!(curl(9090)?, "local-lo");
     assert_eq!(curl(9091)?, "local-pod");
+    assert_eq!(
+        curl(9092)?,
+        "",
+        "an app on loopback only was reached from the network"
+    );
     let (_, metrics) = mesh.curl_local(15090, "/metrics")?;
     assert!(metrics.contains(r#"sluice_requests_total{direction="inbound",source_workload="unknown",source_namespace="unknown",destination_service="client:9090""#), "{metrics}");
     Ok(())

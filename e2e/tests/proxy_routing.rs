@@ -256,9 +256,11 @@ fn a_bad_config_change_keeps_the_old_routing_and_shows_the_error() -> anyhow::Re
         "{metrics}"
     );
     assert!(metrics.contains("sluice_config_version 1"), "{metrics}");
-    // The log level changes at run time on the admin port.
-    assert_eq!(mesh.curl_local(15000, "/logging?level=debug")?.0, 200);
-    assert_eq!(mesh.curl_local(15000, "/logging?level=no[such")?.0, 400);
+    // The log level changes at run time on the admin port, by POST only.
+    assert_eq!(mesh.curl_local(15000, "/logging?level=debug")?.0, 405);
+    assert!(mesh.curl_local(15000, "/logging")?.1.contains("info"));
+    assert_eq!(mesh.post_local(15000, "/logging?level=debug")?.0, 200);
+    assert_eq!(mesh.post_local(15000, "/logging?level=no[such")?.0, 400);
     assert!(mesh.curl_local(15000, "/logging")?.1.contains("debug"));
     Ok(())
 }

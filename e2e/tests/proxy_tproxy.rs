@@ -85,11 +85,13 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 fn tproxy_inbound_http_reaches_apps_on_the_pod_ip_loopback_and_ipv6_and_is_counted()
 -> anyhow::Result<()> {
     let node = Node::new("proxy_tproxy_http")?;
-    let mesh = Mesh::start_captured(&node, MESH, &[], &[], Capture::Tproxy)?;
+    let loopback_ports = ["--app-loopback-ports", "9090"];
+    let mesh = Mesh::start_captured(&node, MESH, &loopback_ports, &[], Capture::Tproxy)?;
     let (pod_v4, pod_v6) = (mesh.client.ipv4, mesh.client.ipv6);
     mesh.run(async move {
         serve_peer_http(TcpListener::bind((pod_v4, 9091)).await?, "on-pod-ip");
         serve_peer_http(TcpListener::bind("127.0.0.1:9090").await?, "on-loopback");
+        serve_peer_http(TcpListener::bind("127.0.0.1:9093").await?, "private");
         serve_peer_http(TcpListener::bind("[::]:9092").await?, "on-ipv6");
         anyhow::Ok(())
     })?;
@@ -104,6 +106,9 @@ fn tproxy_inbound_http_reaches_apps_on_the_pod_ip_loopback_and_ipv6_and_is_count
     );
     let ipv6 = curl(&caller, &format!("http://[{pod_v6}]:9092/in"), &[])?;
     assert_eq!((ipv6.status, ipv6.app.as_str()), (200, "on-ipv6"));
+    // Loopback only and not named in --app-loopback-ports: not reachable from the network.
+    let private = curl(&caller, &format!("http://{pod_v4}:9093/in"), &[])?;
+    assert_eq!((private.status, private.app.as_str()), (503, ""));
 
     // The proxy connects to the app from the caller's address, over IPv4 and IPv6; an app on
     // loopback only cannot be reached from it and sees 127.0.0.1.

@@ -1,5 +1,5 @@
-//! The operator's endpoints: admin on loopback (`/config_dump`,
-//! `/logging?level=`, `POST /quitquitquit`), health (`/healthz/ready`, the
+//! The operator's endpoints: admin on loopback (`/config_dump`, `/logging`,
+//! `POST /logging?level=`, `POST /quitquitquit`), health (`/healthz/ready`, the
 //! app's rewritten probes at `/app-health/...`) and Prometheus (`/metrics`);
 //! and `wait`, the client of `/healthz/ready`.
 
@@ -54,11 +54,11 @@ impl Admin {
     fn answer(&self, req: &Request<Incoming>) -> Response<Body> {
         match req.uri().path() {
             "/config_dump" => self.config_dump(),
-            "/logging" => self.logging(req.uri().query().unwrap_or("")),
+            "/logging" => self.logging(req.method(), req.uri().query().unwrap_or("")),
             "/quitquitquit" => quitquitquit(req.method()),
             _ => text(
                 StatusCode::NOT_FOUND,
-                "endpoints: /config_dump, /logging?level=LEVEL, POST /quitquitquit\n",
+                "endpoints: /config_dump, /logging, POST /logging?level=LEVEL, POST /quitquitquit\n",
             ),
         }
     }
@@ -76,12 +76,22 @@ impl Admin {
         resp
     }
 
-    fn logging(&self, query: &str) -> Response<Body> {
+    /// `GET /logging` shows the level; only `POST /logging?level=` changes it (a GET that
+    /// changes state can be triggered by anything that fetches a URL: a browser, a prefetcher,
+    /// an SSRF), as Envoy's admin requires POST for its mutations.
+    fn logging(&self, method: &Method, query: &str) -> Response<Body> {
         let level = query.split('&').find_map(|kv| kv.strip_prefix("level="));
         let mut current = self.level.lock().unwrap_or_else(PoisonError::into_inner);
-        match level {
-            None => text(StatusCode::OK, format!("level: {current}\n")),
-            Some(level) => match (self.set_level)(level) {
+        match (level, method) {
+            (None, &Method::GET | &Method::HEAD) => {
+                text(StatusCode::OK, format!("level: {current}\n"))
+            }
+            (None, _) => method_not_allowed("GET, HEAD", "GET /logging shows the level\n"),
+            (Some(_), m) if m != Method::POST => method_not_allowed(
+                "POST",
+                "use POST /logging?level=LEVEL to change the level\n",
+            ),
+            (Some(level), _) => match (self.set_level)(level) {
                 Ok(()) => {
                     tracing::info!(level, "log level changed");
                     *current = level.to_string();
@@ -100,19 +110,21 @@ impl Admin {
 /// (Jobs call it when their work is done so the pod can complete).
 fn quitquitquit(method: &Method) -> Response<Body> {
     if method != Method::POST {
-        let mut resp = text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "use POST /quitquitquit to drain and exit\n",
-        );
-        resp.headers_mut()
-            .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
-        return resp;
+        return method_not_allowed("POST", "use POST /quitquitquit to drain and exit\n");
     }
     tracing::info!("POST /quitquitquit: draining, then exiting");
     let mut resp = text(StatusCode::OK, "OK: draining, then exiting\n");
     resp.headers_mut()
         .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     resp.extensions_mut().insert(QuitAfterReply);
+    resp
+}
+
+/// 405 with the methods `allow`ed.
+fn method_not_allowed(allow: &'static str, why: &'static str) -> Response<Body> {
+    let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, why);
+    resp.headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static(allow));
     resp
 }
 
@@ -321,6 +333,33 @@ mod tests {
             let resp = quitquitquit(&method);
             assert_eq!(resp.status().as_u16(), status);
             assert_eq!(resp.extensions().get::<QuitAfterReply>().is_some(), quits);
+        }
+    }
+
+    #[test]
+    fn the_log_level_changes_only_on_post() {
+        let set: SetLevel = Arc::new(|level: &str| match level {
+            "debug" | "info" => Ok(()),
+            _ => Err("unknown".into()),
+        });
+        let metrics = Metrics::new(false);
+        let model = sluice_api::model::Model::compile(&[], &Default::default());
+        let store = Arc::new(Store::with_model(model, metrics.config.clone()));
+        let admin = Admin::new(store, set, "info".into(), Arc::default());
+        let cases = [
+            (Method::GET, "level=debug", 405, Some("POST"), "info"),
+            (Method::PUT, "level=debug", 405, Some("POST"), "info"),
+            (Method::GET, "", 200, None, "info"),
+            (Method::POST, "level=bogus", 400, None, "info"),
+            (Method::POST, "level=debug", 200, None, "debug"),
+            (Method::DELETE, "", 405, Some("GET, HEAD"), "debug"),
+        ];
+        for (method, query, status, allow, level) in cases {
+            let resp = admin.logging(&method, query);
+            assert_eq!(resp.status().as_u16(), status, "{method} {query}");
+            let allowed = resp.headers().get(http::header::ALLOW);
+            assert_eq!(allowed.map(|v| v.to_str().unwrap()), allow, "{method}");
+            assert_eq!(*admin.level.lock().unwrap(), level, "{method} {query}");
         }
     }
 

@@ -13,24 +13,20 @@ mod record;
 mod respond;
 mod retry;
 pub mod route;
-
-use std::convert::Infallible;
+mod server;
+mod timed;
+pub mod upgrade;
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use inbound::Inbound;
 pub use mirror::Mirrors;
 pub use outbound::Outbound;
 pub use pool::{Dial, Pool, Upstream, Version};
-
-use crate::drain;
+pub use server::serve_with;
 
 /// Errors carried by bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -49,36 +45,7 @@ pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
-/// A received body as a [`Body`].
-fn incoming(body: Incoming) -> Body {
-    body.map_err(Into::into).boxed_unsync()
-}
-
-/// Serves one client connection, HTTP/1.1 or HTTP/2 (prior knowledge), with
-/// upgrades; when draining starts, finishes in-flight requests and closes.
-pub async fn serve<I, S, F>(io: I, service: S, drain: &drain::Watch)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
-{
-    let service = hyper::service::service_fn(move |req| {
-        let f = service(req);
-        async move { Ok::<_, Infallible>(f.await) }
-    });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // The timer bounds how long a client may take to send request headers.
-    builder.http1().timer(TokioTimer::new());
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        () = drain.signaled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!("client connection: {e}");
-    }
+/// A received body as a [`Body`], under the connection's body-read timeout when it has one.
+fn incoming(body: Incoming, timeout: Option<timed::BodyTimeout>) -> Body {
+    timed::Timed::new(body, timeout).boxed_unsync()
 }

@@ -18,6 +18,7 @@ pub mod error;
 pub mod gateway;
 pub mod gray_guard;
 pub mod http;
+pub mod limits;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
@@ -146,6 +147,11 @@ pub struct Settings {
     pub tproxy_mark: u32,
     /// Gateway mode: the edge's settings.
     pub gateway: gateway::Options,
+    /// Inbound ports delivered to the app on loopback rather than on the pod IP
+    /// (`--app-loopback-ports`, from the pod annotation `traffic.sluice.dev/app-loopback-ports`).
+    pub app_loopback_ports: Vec<u16>,
+    /// Limits on the client-facing side.
+    pub limits: limits::ClientLimits,
 }
 
 /// What the connections of a running proxy share.
@@ -159,6 +165,10 @@ pub struct Sidecar {
     /// tproxy mode: the mark of connections to the app from each client's own address;
     /// `None`: they come from 127.0.0.6 (see [`tcp::connect_app`]).
     pub tproxy_mark: Option<u32>,
+    /// Inbound ports whose traffic goes to the app on loopback (see [`Sidecar::app_addr`]).
+    pub app_loopback_ports: Vec<u16>,
+    /// The client-facing limits and the connections and requests they count.
+    pub gates: Arc<limits::Gates>,
     /// Connections to mesh endpoints.
     pub outbound_pool: http::Pool,
     /// Connections to the app in this pod.
@@ -202,6 +212,8 @@ impl Sidecar {
             inbound_orig_dst: orig_dst.clone(),
             orig_dst,
             tproxy_mark: None,
+            app_loopback_ports: Vec::new(),
+            gates: limits::Gates::new(limits::ClientLimits::default(), metrics.limits.clone()),
             outbound_pool: http::Pool::new(http::Dial::Direct, metrics.clone()),
             inbound_pool: http::Pool::new(http::Dial::App, metrics.clone()),
             app: Arc::new(cluster::Cluster::unlimited(cluster::ClusterName {
@@ -225,6 +237,26 @@ impl Sidecar {
             ip: peer.ip(),
             mark,
         })
+    }
+
+    /// Where an inbound connection to `dst` (its original destination) reaches the app, and
+    /// from where: `dst` itself, from the client's address in tproxy mode; or, for a port the
+    /// pod asked to be delivered on loopback, the loopback address on that port, from
+    /// loopback. Nothing else reaches an app bound only to loopback.
+    pub fn app_addr(
+        &self,
+        dst: SocketAddr,
+        peer: SocketAddr,
+    ) -> (SocketAddr, Option<tcp::OriginalSrc>) {
+        if self.app_loopback_ports.contains(&dst.port()) {
+            let loopback: std::net::IpAddr = if dst.is_ipv4() {
+                Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            };
+            return (SocketAddr::new(loopback, dst.port()), None);
+        }
+        (dst, self.original_src(peer))
     }
 
     /// True for a destination that is one of the proxy's capture ports: such a
@@ -342,13 +374,14 @@ pub async fn run(
 
     let identity = Identity::of_pod(&settings.workload, settings.pod_name.as_deref());
     if settings.mode == listener::Mode::Gateway {
-        let edge = Sidecar::new(
+        let mut edge = Sidecar::new(
             store,
             Arc::new(orig_dst::SoOriginalDst),
             metrics,
             identity,
             ports,
         );
+        edge.gates = limits::Gates::new(settings.limits.clone(), edge.metrics.limits.clone());
         tokio::spawn(gateway::serve(Arc::new(edge), settings.gateway, watch));
         tracing::info!(mode = ?settings.mode, "serving the edge");
     } else {
@@ -392,6 +425,8 @@ fn serve_sidecar(
         });
         sidecar.tproxy_mark = Some(settings.tproxy_mark);
     }
+    sidecar.app_loopback_ports = settings.app_loopback_ports.clone();
+    sidecar.gates = limits::Gates::new(settings.limits.clone(), sidecar.metrics.limits.clone());
     let sidecar = Arc::new(sidecar);
     let outbound = bind(
         "outbound",
@@ -411,12 +446,14 @@ fn serve_sidecar(
     tokio::spawn(listener::serve(
         outbound,
         watch.clone(),
+        sidecar.gates.clone(),
         move |stream, peer, drain| listener::outbound::handle(s.clone(), stream, peer, drain),
     ));
     let s = sidecar.clone();
     tokio::spawn(listener::serve(
         inbound,
         watch,
+        sidecar.gates.clone(),
         move |stream, peer, drain| listener::inbound::handle(s.clone(), stream, peer, drain),
     ));
     tracing::info!(

@@ -1,6 +1,7 @@
 //! Listening sockets and accept loops: IPv4 and, where the pod has it, IPv6
 //! on separate sockets; each connection runs on its own task and holds a
-//! drain watch until it is done.
+//! drain watch and a place in the connection limit until it is done; a panic in it ends
+//! that connection only, and is counted.
 
 pub mod inbound;
 pub mod outbound;
@@ -8,11 +9,15 @@ pub mod outbound;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
+use futures_util::FutureExt as _;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::drain;
+use crate::limits::Gates;
 
 /// How sluice-init captures inbound connections (`--mode`), and so how the inbound
 /// listener finds where they were going.
@@ -91,15 +96,29 @@ fn bind_socket(addr: SocketAddr, transparent: bool) -> io::Result<TcpListener> {
 }
 
 /// Accepts connections on `listeners` until draining starts, running
-/// `handle` for each on its own task with a drain watch.
-pub async fn serve<H, F>(listeners: Vec<TcpListener>, drain: drain::Watch, handle: H)
-where
+/// `handle` for each on its own task with a drain watch, within the connection limit of
+/// `gates` (a connection beyond it is closed at once).
+pub async fn serve<H, F>(
+    listeners: Vec<TcpListener>,
+    drain: drain::Watch,
+    gates: Arc<Gates>,
+    handle: H,
+) where
     H: Fn(TcpStream, SocketAddr, drain::Watch) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
     let loops: Vec<_> = listeners
         .into_iter()
-        .map(|listener| tokio::spawn(accept_loop(listener, drain.clone(), handle.clone())))
+        .map(|listener| {
+            let accepting = accept_until(
+                listener,
+                drain.clone(),
+                gates.clone(),
+                std::future::pending(),
+                handle.clone(),
+            );
+            tokio::spawn(accepting)
+        })
         .collect();
     drop(drain);
     for l in loops {
@@ -107,21 +126,45 @@ where
     }
 }
 
-async fn accept_loop<H, F>(listener: TcpListener, drain: drain::Watch, handle: H)
-where
+/// Accepts connections on `listener` until draining starts or `stop` completes, running
+/// `handle` for each on its own task (a panic ends that task only, counted), within the
+/// connection limit of `gates`.
+pub async fn accept_until<H, F>(
+    listener: TcpListener,
+    drain: drain::Watch,
+    gates: Arc<Gates>,
+    stop: impl Future<Output = ()>,
+    handle: H,
+) where
     H: Fn(TcpStream, SocketAddr, drain::Watch) -> F,
     F: Future<Output = ()> + Send + 'static,
 {
     let local = listener.local_addr().ok();
+    let mut stop = std::pin::pin!(stop);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = drain.signaled() => break,
+            () = &mut stop => break,
         };
         match accepted {
             Ok((stream, peer)) => {
+                let Some(permit) = gates.connection() else {
+                    tracing::debug!(%peer, "connection limit reached: closed");
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(handle(stream, peer, drain.clone()));
+                let connection = AssertUnwindSafe(handle(stream, peer, drain.clone()));
+                let panics = gates.counts.panics.clone();
+                tokio::spawn(async move {
+                    // The shipped build unwinds (`panic = "unwind"` in Cargo.toml), so a
+                    // panic ends this connection's task only.
+                    if connection.catch_unwind().await.is_err() {
+                        panics.inc();
+                        tracing::error!(%peer, "connection task panicked; connection dropped");
+                    }
+                    drop(permit);
+                });
             }
             Err(e) => {
                 // Out of file descriptors and the like: pause rather than spin.
@@ -136,6 +179,54 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::ClientLimits;
+    use crate::metrics::LimitMetrics;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    #[tokio::test]
+    async fn a_panicking_connection_is_dropped_and_counted_and_the_limit_holds() {
+        let counts = LimitMetrics::default();
+        let limits = ClientLimits {
+            max_connections: 2,
+            ..ClientLimits::default()
+        };
+        let gates = Gates::new(limits, counts.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_signal, watch) = drain::channel();
+        // Each connection says one byte: `p` panics its task, anything else is echoed.
+        let handle = |mut stream: TcpStream, _, _| async move {
+            let mut byte = [0];
+            if stream.read_exact(&mut byte).await.is_ok() {
+                assert_ne!(&byte, b"p", "a fault for the test");
+                let _ = stream.write_all(&byte).await;
+                let _ = stream.read(&mut byte).await;
+            }
+        };
+        tokio::spawn(serve(vec![listener], watch, gates.clone(), handle));
+        let mut panicking = TcpStream::connect(addr).await.unwrap();
+        panicking.write_all(b"p").await.unwrap();
+        let mut buf = [0];
+        assert_eq!(panicking.read(&mut buf).await.unwrap(), 0, "dropped");
+        assert_eq!(counts.panics.get(), 1);
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut ok = TcpStream::connect(addr).await.unwrap();
+            ok.write_all(b"k").await.unwrap();
+            ok.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"k", "served after the panic");
+            held.push(ok);
+        }
+        let mut beyond = TcpStream::connect(addr).await.unwrap();
+        let _ = beyond.write_all(b"k").await;
+        assert_eq!(
+            beyond.read(&mut buf).await.unwrap_or(0),
+            0,
+            "closed at the limit"
+        );
+        assert_eq!(counts.connections_refused.get(), 1);
+        drop(held);
+    }
 
     #[test]
     fn marks_are_decimal_or_hex_and_never_zero() {

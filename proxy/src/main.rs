@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use sluice_api::model::Workload;
 use sluice_proxy::config::discovery::{Hello, Target};
+use sluice_proxy::limits::ClientLimits;
 use sluice_proxy::listener::{self, DEFAULT_TPROXY_MARK, Mode};
 use sluice_proxy::probe::AppProbes;
 use sluice_proxy::{Ports, Settings, Source, logging, podinfo};
@@ -76,6 +77,18 @@ struct Args {
         value_parser = listener::parse_mark
     )]
     tproxy_mark: u32,
+    /// Inbound ports delivered to the app on 127.0.0.1 (`::1`) instead of the pod IP, for apps
+    /// that listen on loopback only (`8080,9090`; injection sets it from the pod annotation
+    /// `traffic.sluice.dev/app-loopback-ports`). Other ports never reach loopback.
+    #[arg(
+        long,
+        env = "SLUICE_APP_LOOPBACK_PORTS",
+        value_name = "PORT,...",
+        value_delimiter = ','
+    )]
+    app_loopback_ports: Vec<u16>,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// IP address of the pod (told to the control plane; inbound uses each connection's
     /// original destination).
     #[arg(long, env = "SLUICE_POD_IP")]
@@ -86,7 +99,7 @@ struct Args {
     /// Port for captured inbound traffic.
     #[arg(long, env = "SLUICE_INBOUND_PORT", default_value_t = 15006)]
     inbound_port: u16,
-    /// Admin port on 127.0.0.1 (`/config_dump`, `/logging?level=`).
+    /// Admin port on 127.0.0.1 (`/config_dump`, `/logging`, `POST /logging?level=`).
     #[arg(long, env = "SLUICE_ADMIN_PORT", default_value_t = 15000)]
     admin_port: u16,
     /// Health port (`/healthz/ready`).
@@ -123,6 +136,65 @@ struct Args {
     /// Write one JSON access log line per request to stdout.
     #[arg(long, env = "SLUICE_ACCESS_LOG")]
     access_log: bool,
+}
+
+/// The client-facing limits (see `sluice_proxy::limits::ClientLimits` for what each means;
+/// the defaults are its defaults).
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Client-facing limits")]
+struct LimitArgs {
+    /// Longest time to receive a request's headers (HTTP/1.1; also bounds a keep-alive
+    /// connection waiting for its next request).
+    #[arg(long, env = "SLUICE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+    header_read_timeout: Duration,
+    /// A client connection with no request in flight for this long is closed (HTTP/2: GOAWAY).
+    #[arg(long, env = "SLUICE_CLIENT_IDLE_TIMEOUT", default_value = "1h", value_parser = duration)]
+    client_idle_timeout: Duration,
+    /// Longest wait for the next piece of a request body (also while buffering it).
+    #[arg(long, env = "SLUICE_BODY_READ_TIMEOUT", default_value = "5m", value_parser = duration)]
+    body_read_timeout: Duration,
+    /// Largest request head in bytes (and HTTP/2 header list size).
+    #[arg(long, env = "SLUICE_MAX_HEADER_BYTES", default_value_t = 60 * 1024)]
+    max_header_bytes: u32,
+    /// Most header fields in a request.
+    #[arg(long, env = "SLUICE_MAX_HEADERS", default_value_t = 100)]
+    max_headers: usize,
+    /// HTTP/2: most concurrent streams per client connection.
+    #[arg(long, env = "SLUICE_H2_MAX_CONCURRENT_STREAMS", default_value_t = 1024)]
+    h2_max_concurrent_streams: u32,
+    /// HTTP/2: initial stream flow-control window, bytes.
+    #[arg(long, env = "SLUICE_H2_STREAM_WINDOW", default_value_t = 1024 * 1024)]
+    h2_stream_window: u32,
+    /// HTTP/2: initial connection flow-control window, bytes.
+    #[arg(long, env = "SLUICE_H2_CONNECTION_WINDOW", default_value_t = 4 * 1024 * 1024)]
+    h2_connection_window: u32,
+    /// Most client connections across the listeners; more are closed at once.
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 100_000)]
+    max_connections: usize,
+    /// Most requests in flight; more are answered 503 at once (load shedding).
+    #[arg(long, env = "SLUICE_MAX_REQUESTS", default_value_t = 10_000)]
+    max_requests: usize,
+    /// An upgraded (WebSocket) connection idle for this long is closed.
+    #[arg(long, env = "SLUICE_TUNNEL_IDLE_TIMEOUT", default_value = "1h", value_parser = duration)]
+    tunnel_idle_timeout: Duration,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> ClientLimits {
+        ClientLimits {
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.client_idle_timeout,
+            body_read_timeout: self.body_read_timeout,
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+            h2_max_concurrent_streams: self.h2_max_concurrent_streams,
+            h2_stream_window: self.h2_stream_window,
+            h2_connection_window: self.h2_connection_window,
+            max_connections: self.max_connections,
+            max_requests: self.max_requests,
+            tunnel_idle_timeout: self.tunnel_idle_timeout,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,6 +294,8 @@ fn main() -> anyhow::Result<()> {
             trusted_proxies: args.num_trusted_proxies,
             credentials_dir: args.credentials_dir.clone(),
         },
+        app_loopback_ports: args.app_loopback_ports.clone(),
+        limits: args.limits.limits(),
     };
     tracing::info!(?args, labels = ?settings.workload.labels, probes = settings.app_probes.len(), "starting");
     runtime.block_on(sluice_proxy::run(settings, set_level, args.log_level))?;

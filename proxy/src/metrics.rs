@@ -16,6 +16,28 @@ use serde::Serialize;
 
 use crate::cluster::{ClusterName, Limit};
 
+/// `destination_service` of connections and requests to destinations outside the registry
+/// passed through (ALLOW_ANY), as Istio names them: one label, whatever the address.
+pub const PASSTHROUGH: &str = "PassthroughCluster";
+/// `destination_service` of connections and requests to destinations outside the registry
+/// refused (REGISTRY_ONLY), or made before any config is loaded.
+pub const BLACK_HOLE: &str = "BlackHoleCluster";
+/// `destination_service`, `destination_subset` and `destination_version` of request label sets
+/// beyond [`MAX_REQUEST_LABEL_SETS`].
+pub const OVERFLOW: &str = "other";
+/// Most distinct request label sets kept: the handles cached for them and the series they
+/// create. Labels come from the config, so a mesh stays far below it; it bounds what traffic
+/// could still vary (inbound ports nothing listens on, status codes).
+pub const MAX_REQUEST_LABEL_SETS: usize = 4096;
+
+/// The label of a destination outside the registry under `mode`.
+pub fn unknown_destination(mode: sluice_api::mesh_config::OutboundMode) -> &'static str {
+    match mode {
+        sluice_api::mesh_config::OutboundMode::AllowAny => PASSTHROUGH,
+        sluice_api::mesh_config::OutboundMode::RegistryOnly => BLACK_HOLE,
+    }
+}
+
 /// Which way traffic flows through the proxy.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -111,6 +133,17 @@ pub struct ConfigMetrics {
     pub reload_errors: Counter,
 }
 
+/// What the client-facing limits turned away, and connection tasks that panicked.
+#[derive(Clone, Debug, Default)]
+pub struct LimitMetrics {
+    /// Client connections closed at once: the connection limit was reached.
+    pub connections_refused: Counter,
+    /// Requests answered 503 at once: the limit of requests in flight was reached.
+    pub requests_shed: Counter,
+    /// Connection tasks that panicked (the task was dropped; the proxy served on).
+    pub panics: Counter,
+}
+
 /// Every metric of the proxy.
 #[derive(Debug)]
 pub struct Metrics {
@@ -131,6 +164,8 @@ pub struct Metrics {
     request_handles: RwLock<HashMap<RequestLabels, (Counter, Histogram)>>,
     /// Config version and reload errors.
     pub config: ConfigMetrics,
+    /// Limits and panics.
+    pub limits: LimitMetrics,
     access_log: bool,
 }
 
@@ -158,6 +193,22 @@ impl Metrics {
             Family::default(),
         );
         let config = ConfigMetrics::default();
+        let limits = LimitMetrics::default();
+        registry.register(
+            "client_connections_refused",
+            "Client connections closed at once: the connection limit was reached",
+            limits.connections_refused.clone(),
+        );
+        registry.register(
+            "requests_shed",
+            "Requests answered 503 at once: the limit of requests in flight was reached",
+            limits.requests_shed.clone(),
+        );
+        registry.register(
+            "connection_panics",
+            "Connection tasks that panicked (dropped; the proxy serves on)",
+            limits.panics.clone(),
+        );
         registry.register("requests", "HTTP requests answered", requests.clone());
         registry.register(
             "request_duration_seconds",
@@ -235,6 +286,7 @@ impl Metrics {
             fallback,
             request_handles: RwLock::default(),
             config,
+            limits,
             access_log,
         }
     }
@@ -245,6 +297,15 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// Request label sets with cached handles (at most [`MAX_REQUEST_LABEL_SETS`] + the
+    /// overflow sets).
+    pub fn request_label_sets(&self) -> usize {
+        self.request_handles
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// True when every request gets an access log line.
@@ -261,15 +322,25 @@ impl Metrics {
             .get(&record.labels)
             .cloned();
         let (count, histogram) = known.unwrap_or_else(|| {
-            let handles = (
-                self.requests.get_or_create(&record.labels).clone(),
-                self.duration.get_or_create(&record.labels).clone(),
-            );
-            self.request_handles
+            let mut handles = self
+                .request_handles
                 .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(record.labels.clone(), handles.clone());
+                .unwrap_or_else(PoisonError::into_inner);
+            let mut labels = record.labels.clone();
+            if handles.len() >= MAX_REQUEST_LABEL_SETS && !handles.contains_key(&labels) {
+                labels.destination_service = OVERFLOW.into();
+                labels.destination_subset = OVERFLOW.into();
+                labels.destination_version = OVERFLOW.into();
+            }
             handles
+                .entry(labels)
+                .or_insert_with_key(|labels| {
+                    (
+                        self.requests.get_or_create(labels).clone(),
+                        self.duration.get_or_create(labels).clone(),
+                    )
+                })
+                .clone()
         });
         count.inc();
         histogram.observe(duration.as_secs_f64());
@@ -479,6 +550,35 @@ fn access_log(line: &AccessLine<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_scan_cannot_grow_the_request_label_sets() {
+        let m = Metrics::new(false);
+        for port in 0..10_000u16 {
+            let record = RequestRecord {
+                labels: RequestLabels {
+                    direction: Direction::Inbound,
+                    source_workload: "unknown".into(),
+                    source_namespace: "unknown".into(),
+                    destination_service: format!("app:{port}"),
+                    destination_subset: String::new(),
+                    destination_version: String::new(),
+                    response_code: 503,
+                },
+                access: None,
+            };
+            m.request(&record, Duration::from_millis(1));
+        }
+        assert_eq!(m.request_label_sets(), MAX_REQUEST_LABEL_SETS + 1);
+        let text = m.encode();
+        let overflow = 10_000 - MAX_REQUEST_LABEL_SETS;
+        assert!(
+            text.contains(&format!(
+                r#"destination_service="other",destination_subset="other",destination_version="other",response_code="503"}} {overflow}"#
+            )),
+            "no overflow series"
+        );
+    }
 
     #[test]
     fn a_request_shows_up_with_its_labels() {

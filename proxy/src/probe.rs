@@ -197,7 +197,8 @@ impl Check {
 
 /// Connects to the app as redirect mode's inbound connections do: from 127.0.0.6, which capture passes by
 /// (a connection of the proxy's to its own pod IP would otherwise be captured inbound and
-/// accepted by the proxy, so a tcpSocket check would always pass), else on loopback.
+/// accepted by the proxy, so a tcpSocket check would always pass). Like the kubelet's own
+/// probes, it does not reach an app listening on loopback only.
 pub(crate) async fn connect_app(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
     crate::tcp::connect_app(addr, None, timeout)
         .await

@@ -3,7 +3,7 @@
 //! timeout, and choosing the destination of a connection by tcp/tls routes.
 
 mod route;
-mod splice;
+pub mod splice;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -81,35 +81,29 @@ pub struct OriginalSrc {
     pub mark: u32,
 }
 
-/// Connects to the app in this pod at `addr` (the original destination, on the
-/// pod's IP): from the client's address when `from` is given (tproxy mode), else from
-/// 127.0.0.6 (`::6`). When nothing listens there, or the source cannot be used, connects to
-/// loopback on the same port, so apps bound only to 127.0.0.1 work too (from loopback: a
-/// client's address cannot reach them).
+/// Connects to the app in this pod at `addr`: the original destination on the pod's IP, from
+/// the client's address when `from` is given (tproxy mode), else from 127.0.0.6 (`::6`); or a
+/// loopback address, connected to from loopback, for the ports whose inbound traffic is
+/// delivered on loopback (`--app-loopback-ports`, see [`crate::Sidecar::app_addr`]).
+///
+/// There is no fallback to loopback when the pod IP refuses: an app bound only to 127.0.0.1
+/// (an admin console, a debug port) must not become reachable from the network through the
+/// proxy (Istio removed that behaviour in 1.10).
 pub async fn connect_app(
     addr: SocketAddr,
     from: Option<OriginalSrc>,
     timeout: Duration,
 ) -> Result<TcpStream, ProxyError> {
-    let loopback: IpAddr = if addr.is_ipv4() {
-        Ipv4Addr::LOCALHOST.into()
-    } else {
-        Ipv6Addr::LOCALHOST.into()
-    };
-    if addr.ip() != loopback {
-        let source = match from.filter(|f| f.ip.is_ipv4() == addr.is_ipv4()) {
-            Some(from) => transparent_socket(from),
-            None => passthrough_socket(addr),
-        };
-        match connect_socket(source, addr, timeout).await {
-            Ok(stream) => return Ok(stream),
-            Err(e)
-                if e.kind() == io::ErrorKind::ConnectionRefused
-                    || e.kind() == io::ErrorKind::AddrNotAvailable => {}
-            Err(source) => return Err(ProxyError::Connect { addr, source }),
-        }
+    if addr.ip() == Ipv4Addr::LOCALHOST || addr.ip() == Ipv6Addr::LOCALHOST {
+        return connect(addr, timeout).await;
     }
-    connect(SocketAddr::new(loopback, addr.port()), timeout).await
+    let source = match from.filter(|f| f.ip.is_ipv4() == addr.is_ipv4()) {
+        Some(from) => transparent_socket(from),
+        None => passthrough_socket(addr),
+    };
+    connect_socket(source, addr, timeout)
+        .await
+        .map_err(|source| ProxyError::Connect { addr, source })
 }
 
 /// A socket bound to 127.0.0.6 (`::6`), which sluice-init never captures.
@@ -159,17 +153,24 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn app_on_loopback_only_is_reached_through_the_fallback() {
+    async fn an_app_on_loopback_only_is_not_reached_through_the_pod_ip() {
         let app = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = app.local_addr().unwrap().port();
         // 127.0.0.2 stands for the pod IP: nothing listens there.
-        let stream = connect_app(
+        let refused = connect_app(
             SocketAddr::from(([127, 0, 0, 2], port)),
             None,
             Duration::from_secs(5),
         )
-        .await
-        .unwrap();
+        .await;
+        assert!(
+            matches!(&refused, Err(ProxyError::Connect { addr, .. }) if addr.port() == port),
+            "{refused:?}"
+        );
+        // Asked for by address (a loopback port): reached.
+        let stream = connect_app(app.local_addr().unwrap(), None, Duration::from_secs(5))
+            .await
+            .unwrap();
         assert_eq!(stream.peer_addr().unwrap(), app.local_addr().unwrap());
     }
 }

@@ -529,6 +529,8 @@ async fn readiness_waits_for_the_first_version_only() {
         mode: Default::default(),
         tproxy_mark: sluice_proxy::listener::DEFAULT_TPROXY_MARK,
         gateway: Default::default(),
+        app_loopback_ports: Vec::new(),
+        limits: Default::default(),
     };
     let set_level: admin::SetLevel = Arc::new(|_: &str| Ok(()));
     let running = tokio::spawn(sluice_proxy::run(settings, set_level, "info".into()));

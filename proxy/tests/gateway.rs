@@ -153,6 +153,8 @@ async fn gateway_mode_serves_the_gateways_that_select_it_and_follows_changes() {
         mode: listener::Mode::Gateway,
         tproxy_mark: listener::DEFAULT_TPROXY_MARK,
         gateway: gateway::Options::default(),
+        app_loopback_ports: Vec::new(),
+        limits: Default::default(),
     };
     let set_level: admin::SetLevel = Arc::new(|_: &str| Ok(()));
     tokio::spawn(sluice_proxy::run(settings, set_level, "info".into()));

@@ -212,6 +212,18 @@ async fn unknown_destinations_follow_the_outbound_policy() {
         let addr = proxy.outbound(&dst).await;
         let reply = get(addr, "outside", "/", &[]).await;
         assert_eq!(reply.status, expected, "{mode}: {}", reply.text());
+        // One fixed label for every unknown destination, never its address.
+        let metrics = proxy.sidecar.metrics.encode();
+        let label = if expected == 200 {
+            "PassthroughCluster"
+        } else {
+            "BlackHoleCluster"
+        };
+        assert!(
+            metrics.contains(&format!("destination_service=\"{label}\"")),
+            "{metrics}"
+        );
+        assert!(!metrics.contains("127.0.0.3"), "{metrics}");
         if expected == 502 {
             assert!(reply.text().contains("REGISTRY_ONLY"), "{}", reply.text());
             let mut tcp = TcpStream::connect(addr).await.unwrap();
@@ -363,16 +375,23 @@ async fn connect_failures_are_retried_on_another_endpoint() {
 }
 
 #[tokio::test]
-async fn inbound_reaches_apps_on_loopback_and_on_the_pod_address() {
+async fn inbound_reaches_apps_on_the_pod_address_and_loopback_only_where_asked() {
     let on_loopback = echo_app("127.0.0.1", "app", "lo").await;
     let on_pod_ip = echo_app("127.0.0.7", "app", "pod").await;
-    let proxy = Proxy::start(model(""));
-    // 127.0.0.9 stands for the pod IP where nothing listens: the proxy falls back to loopback.
+    let asked = echo_app("127.0.0.1", "app", "asked").await;
+    let asked_port = asked.local_addr().port();
+    let proxy = Proxy::start_with(model(""), |s| s.app_loopback_ports = vec![asked_port]);
+    // 127.0.0.9 stands for the pod IP where nothing listens: an app on loopback only is not
+    // reached, and the answer names no address.
     let lo = proxy
         .inbound(&format!("127.0.0.9:{}", on_loopback.local_addr().port()))
         .await;
     let reply = get(lo, "app", "/in", &[]).await;
-    assert_eq!(reply.app(), "app-lo");
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert!(!reply.text().contains("127.0.0"), "{}", reply.text());
+    // Its port named for loopback delivery: reached.
+    let named = proxy.inbound(&format!("127.0.0.9:{asked_port}")).await;
+    assert_eq!(get(named, "app", "/in", &[]).await.app(), "app-asked");
     let pod = proxy.inbound(&on_pod_ip.local_addr().to_string()).await;
     let reply = get(pod, "app", "/in", &[]).await;
     assert_eq!(reply.app(), "app-pod", "{} {}", reply.status, reply.text());
@@ -402,7 +421,8 @@ async fn draining_finishes_in_flight_requests() {
     );
 }
 
-/// A server that switches to an echo protocol on `Upgrade: echo`.
+/// A server that switches to an echo protocol on any `Upgrade`, naming it in its `101`, and
+/// answers 200 otherwise.
 async fn upgrade_server() -> SocketAddr {
     use http_body_util::Empty;
     use hyper::body::Bytes;
@@ -413,6 +433,10 @@ async fn upgrade_server() -> SocketAddr {
         while let Ok((stream, _)) = listener.accept().await {
             let service = hyper::service::service_fn(
                 |mut req: hyper::Request<hyper::body::Incoming>| async move {
+                    let Some(protocol) = req.headers().get("upgrade").cloned() else {
+                        let plain = hyper::Response::new(Empty::<Bytes>::new());
+                        return Ok::<_, std::convert::Infallible>(plain);
+                    };
                     let upgraded = hyper::upgrade::on(&mut req);
                     tokio::spawn(async move {
                         let mut io = TokioIo::new(upgraded.await.unwrap());
@@ -426,7 +450,7 @@ async fn upgrade_server() -> SocketAddr {
                     let resp = hyper::Response::builder()
                         .status(101)
                         .header("connection", "upgrade")
-                        .header("upgrade", "echo")
+                        .header("upgrade", protocol)
                         .body(Empty::<Bytes>::new())
                         .unwrap();
                     Ok::<_, std::convert::Infallible>(resp)
@@ -442,17 +466,9 @@ async fn upgrade_server() -> SocketAddr {
     addr
 }
 
-#[tokio::test]
-async fn upgrades_pass_through_as_a_tunnel() {
-    let app = upgrade_server().await;
-    let proxy = Proxy::start(model(&catalog(app, app, "")));
-    let mut stream = TcpStream::connect(proxy.outbound(VIP).await).await.unwrap();
-    stream
-        .write_all(
-            b"GET /ws HTTP/1.1\r\nHost: catalog\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
-        )
-        .await
-        .unwrap();
+/// Sends `request` on `stream` and reads the response head.
+async fn head_of(stream: &mut TcpStream, request: &[u8]) -> String {
+    stream.write_all(request).await.unwrap();
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut byte = [0; 1];
@@ -464,16 +480,44 @@ async fn upgrades_pass_through_as_a_tunnel() {
         );
         head.push(byte[0]);
     }
-    let head = String::from_utf8(head).unwrap();
+    String::from_utf8(head).unwrap()
+}
+
+#[tokio::test]
+async fn websocket_upgrades_pass_as_tunnels_held_in_drain_and_others_are_plain_http() {
+    let app = upgrade_server().await;
+    let mut proxy = Proxy::start(model(&catalog(app, app, "")));
+    let addr = proxy.outbound(VIP).await;
+    // h2c (and any protocol but WebSocket) is stripped: the request is served as HTTP/1.1.
+    for protocol in ["h2c", "echo"] {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "GET /x HTTP/1.1\r\nHost: catalog\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+             Upgrade: {protocol}\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+        );
+        let head = head_of(&mut stream, request.as_bytes()).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{protocol}: {head}");
+    }
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = head_of(
+        &mut stream,
+        b"GET /ws HTTP/1.1\r\nHost: catalog\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(
-        head.to_ascii_lowercase().contains("upgrade: echo"),
+        head.to_ascii_lowercase().contains("upgrade: websocket"),
         "{head}"
     );
     stream.write_all(b"ping").await.unwrap();
     let mut back = [0; 4];
     stream.read_exact(&mut back).await.unwrap();
     assert_eq!(&back, b"ping");
+    // The open tunnel holds the drain until its deadline.
+    assert!(!proxy.drain(Duration::from_millis(300)).await);
+    stream.write_all(b"pong").await.unwrap();
+    stream.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"pong", "still tunnelled while draining");
 }
 
 /// A minimal TLS ClientHello record naming `sni`.
@@ -785,4 +829,87 @@ async fn a_delegate_virtual_service_routes_inside_its_roots_match() {
             "{path}"
         );
     }
+}
+
+/// An upstream that reads each request whole, counts it by method, and resets the connection
+/// without answering.
+async fn resetting_app() -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0; 4096];
+            let head_end = loop {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break None,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break Some(i + 4);
+                }
+            };
+            let Some(head_end) = head_end else { continue };
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap_or(0));
+            while buf.len() < head_end + length {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let method = head.split(' ').next().unwrap_or("").to_string();
+            log.lock().unwrap().push(method);
+            // Received in full, then reset: the upstream may have acted on it.
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            drop(stream);
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn resets_are_retried_for_idempotent_requests_only() {
+    let (resetting, at_reset) = resetting_app().await;
+    let healthy = echo_app("127.0.0.1", "catalog", "v2").await;
+    let retries = "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: catalog}\nspec:\n  hosts: [catalog]\n  http:\n  - route: [{destination: {host: catalog}}]\n    retries: {attempts: 3, retryOn: \"reset,connect-failure,5xx\"}\n";
+    let proxy = Proxy::start(model(&catalog(resetting, healthy.local_addr(), retries)));
+    let addr = proxy.outbound(VIP).await;
+    for _ in 0..6 {
+        let reply = get(addr, "catalog", "/", &[]).await;
+        assert_eq!(reply.status, 200, "GET is retried: {}", reply.text());
+    }
+    let mut failed = 0;
+    for _ in 0..6 {
+        let reply = request(addr, "POST", "catalog", "/", &[("content-length", "0")]).await;
+        if reply.status != 200 {
+            failed += 1;
+        }
+    }
+    let posts_at_reset = at_reset
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| *m == "post")
+        .count();
+    let posts_at_healthy = healthy
+        .log()
+        .seen()
+        .iter()
+        .filter(|s| s.method == "POST")
+        .count();
+    assert!(
+        posts_at_reset > 0,
+        "round robin sends some POSTs to the resetting endpoint"
+    );
+    assert_eq!(
+        posts_at_reset, failed,
+        "a POST the upstream received is not sent again"
+    );
+    assert_eq!(posts_at_reset + posts_at_healthy, 6, "no POST replayed");
 }

@@ -118,6 +118,8 @@ pub struct Capture {
     pub exclude_outbound_cidrs: List,
     pub exclude_outbound_ports: List,
     pub include_outbound_ports: List,
+    /// Inbound ports delivered to the app on loopback ([`annotation::APP_LOOPBACK_PORTS`]).
+    pub app_loopback: List,
 }
 
 impl Capture {
@@ -185,7 +187,14 @@ impl Capture {
                 Ports,
             )?,
             include_outbound_ports: default(&config.include_outbound_ports, Ports)?,
+            app_loopback: pod(annotation::APP_LOOPBACK_PORTS, Ports)?
+                .unwrap_or(List::Items(Vec::new())),
         })
+    }
+
+    /// The proxy's `--app-loopback-ports` value; empty when the pod asks for none.
+    pub fn app_loopback_ports(&self) -> String {
+        self.app_loopback.flag_value()
     }
 
     /// True when inbound connections to `port` go through the proxy.

@@ -54,6 +54,8 @@ pub struct ProxySettings<'a> {
     pub resources: ResourceRequirements,
     /// Rewritten probes the proxy answers for (see `probes`).
     pub app_probes: &'a BTreeMap<String, Value>,
+    /// `--app-loopback-ports` (comma-separated), empty for none.
+    pub app_loopback_ports: String,
 }
 
 /// sluice-proxy: uid/gid 1337, non-root, no capabilities (NET_ADMIN in tproxy mode, for
@@ -168,6 +170,10 @@ fn env(config: &InjectConfig, settings: &ProxySettings) -> Vec<EnvVar> {
     ]);
     if config.capture.mode == "tproxy" {
         env.push(value_env("SLUICE_MODE", "tproxy".into()));
+    }
+    if !settings.app_loopback_ports.is_empty() {
+        let ports = settings.app_loopback_ports.clone();
+        env.push(value_env("SLUICE_APP_LOOPBACK_PORTS", ports));
     }
     if let Some(threads) = concurrency(&settings.resources) {
         env.push(value_env("SLUICE_CONCURRENCY", threads.to_string()));

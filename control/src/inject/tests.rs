@@ -307,6 +307,8 @@ fn bad_annotations_are_errors_naming_them() {
         (annotation::PROXY_CPU, "fast"),
         (annotation::PROXY_LOG_LEVEL, "loud"),
         (annotation::CAPTURE_INIT_CONTAINERS, "maybe"),
+        (annotation::APP_LOOPBACK_PORTS, "*"),
+        (annotation::APP_LOOPBACK_PORTS, "admin"),
     ];
     for (key, value) in cases {
         let p = with_annotations(pod(app()), &[(key, value)]);
@@ -317,6 +319,27 @@ fn bad_annotations_are_errors_naming_them() {
         );
         assert!(err.to_string().contains(value), "{err}");
     }
+}
+
+#[test]
+fn loopback_delivery_only_for_the_ports_the_pod_names() {
+    assert_eq!(
+        env(
+            &injected(&pod(app()), &InjectConfig::default()),
+            "SLUICE_APP_LOOPBACK_PORTS"
+        ),
+        None,
+        "no loopback delivery unless asked for"
+    );
+    let p = with_annotations(
+        pod(app()),
+        &[(annotation::APP_LOOPBACK_PORTS, "http, 9090")],
+    );
+    let out = injected(&p, &InjectConfig::default());
+    assert_eq!(
+        env(&out, "SLUICE_APP_LOOPBACK_PORTS"),
+        Some(&json!("8080,9090"))
+    );
 }
 
 #[test]

@@ -147,28 +147,34 @@ pub struct Client {
     pub server_cert: CertificateDer<'static>,
 }
 
+/// A TLS connection to `addr` verified against `ca_pem`, offering `alpn`.
+pub async fn tls_stream(
+    addr: SocketAddr,
+    ca_pem: &str,
+    alpn: &[u8],
+) -> anyhow::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    Ok(connector
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await?)
+}
+
 impl Client {
     pub async fn connect(addr: SocketAddr, ca_pem: &str, http2: bool) -> anyhow::Result<Self> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-            roots.add(cert?)?;
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![if http2 {
-            b"h2".to_vec()
-        } else {
-            b"http/1.1".to_vec()
-        }];
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let tcp = TcpStream::connect(addr).await?;
-        tcp.set_nodelay(true)?;
-        let tls = connector
-            .connect(ServerName::try_from("localhost")?, tcp)
-            .await?;
+        let alpn: &[u8] = if http2 { b"h2" } else { b"http/1.1" };
+        let tls = tls_stream(addr, ca_pem, alpn).await?;
         let server_cert = tls.get_ref().1.peer_certificates().unwrap_or_default()[0].clone();
         let io = hyper_util::rt::TokioIo::new(tls);
         let sender = if http2 {

@@ -272,10 +272,20 @@ impl Mesh {
 
     /// GET on one of the proxy's own ports, from inside the pod, with curl.
     pub fn curl_local(&self, port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+        self.local("GET", port, path)
+    }
+
+    /// `curl -X POST` to a port of the client pod's proxy: (status, body).
+    pub fn post_local(&self, port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+        self.local("POST", port, path)
+    }
+
+    fn local(&self, method: &str, port: u16, path: &str) -> anyhow::Result<(u16, String)> {
         let out = self
             .client
             .command("curl")
             .args(["-s", "--globoff", "--max-time", "5", "-w", "\n%{http_code}"])
+            .args(["-X", method])
             .arg(format!("http://127.0.0.1:{port}{path}"))
             .output()?;
         let text = String::from_utf8(out.stdout)?;

@@ -82,6 +82,8 @@ fn sync(shared: &Arc<Shared>, open: &mut BTreeMap<u16, Open>, drain: &drain::Wat
     }
 }
 
+/// Accepts a gateway port's connections until the port is closed (`stop`) or draining
+/// starts, within the proxy's connection limit, each on its own task.
 async fn accept(
     listener: TcpListener,
     shared: Arc<Shared>,
@@ -89,29 +91,26 @@ async fn accept(
     mut stop: watch::Receiver<()>,
     drain: drain::Watch,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.changed() => break,
-            () = drain.signaled() => break,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                let (shared, drain) = (shared.clone(), drain.clone());
-                tokio::spawn(async move {
-                    match transport {
-                        Transport::Plain => plain(shared, stream, peer, &drain).await,
-                        Transport::Tls => super::tls::serve(shared, stream, peer, &drain).await,
-                    }
-                });
+    let gates = shared.sidecar.gates.clone();
+    let stopped = async move {
+        let _ = stop.changed().await;
+    };
+    listener::accept_until(
+        listener,
+        drain,
+        gates,
+        stopped,
+        move |stream, peer, drain| {
+            let shared = shared.clone();
+            async move {
+                match transport {
+                    Transport::Plain => plain(shared, stream, peer, &drain).await,
+                    Transport::Tls => super::tls::serve(shared, stream, peer, &drain).await,
+                }
             }
-            Err(e) => {
-                tracing::warn!("gateway accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
-    }
+        },
+    )
+    .await;
 }
 
 /// HTTP/1.1 or HTTP/2 with prior knowledge, in plain text.
@@ -121,5 +120,12 @@ async fn plain(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, drain: 
     };
     let edge = Arc::new(Edge::plain(local.port(), shared.options.trusted_proxies));
     let outbound = Outbound::edge(shared.sidecar.clone(), local, peer, edge);
-    http::serve(stream, move |req| outbound.clone().handle(req), drain).await;
+    let gates = shared.sidecar.gates.clone();
+    http::serve_with(
+        stream,
+        move |req| outbound.clone().handle(req),
+        drain,
+        &gates,
+    )
+    .await;
 }

@@ -90,7 +90,8 @@ pub async fn serve(
         shared.options.trusted_proxies,
     ));
     let outbound = Outbound::edge(shared.sidecar.clone(), local, peer, edge);
-    http::serve(tls, move |req| outbound.clone().handle(req), drain).await;
+    let gates = shared.sidecar.gates.clone();
+    http::serve_with(tls, move |req| outbound.clone().handle(req), drain, &gates).await;
 }
 
 /// Server configs by TLS settings, rebuilt when their files change.

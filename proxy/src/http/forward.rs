@@ -7,12 +7,12 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, StatusCode, Uri};
 use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use sluice_api::model::Protocol;
 use sluice_api::model::policy::Settings;
 
 use super::pool::Version;
-use super::{Body, headers};
+use super::upgrade::ClientUpgrade;
+use super::{Body, headers, respond};
 
 /// The HTTP version to speak upstream: as the client spoke when the
 /// DestinationRule says `useClientProtocol`, else as the port declares it,
@@ -106,34 +106,30 @@ pub fn for_version(req: Request<Body>, version: Version) -> Request<Body> {
 
 /// Turns the upstream's answer into the client's: hop-by-hop headers
 /// dropped, and a `101 Switching Protocols` joined into a tunnel between the
-/// client's and the upstream's upgraded connections.
+/// client's and the upstream's upgraded connections. A `101` the client did not ask for (or
+/// asked for a protocol the proxy does not tunnel) becomes a 502; one beyond the connection
+/// limit a 503.
 pub fn response(
     resp: Response<Body>,
     client: http::Version,
-    client_upgrade: Option<OnUpgrade>,
+    client_upgrade: Option<ClientUpgrade>,
 ) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
     headers::strip_hop_by_hop(&mut parts.headers, switching);
-    if switching
-        && let (Some(client), Some(upstream)) =
-            (client_upgrade, parts.extensions.remove::<OnUpgrade>())
-    {
-        tokio::spawn(tunnel(client, upstream));
+    if switching {
+        let tunnelled = match (client_upgrade, parts.extensions.remove::<OnUpgrade>()) {
+            (Some(client), Some(upstream)) => client.tunnel(upstream),
+            _ => {
+                return respond::text(502, "sluice: upstream switched protocols unasked\n");
+            }
+        };
+        if !tunnelled {
+            return respond::text(503, "sluice: connection limit reached\n");
+        }
     }
     parts.version = client;
     Response::from_parts(parts, body)
-}
-
-async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
-        Err(e) => return tracing::debug!("upgrade failed: {e}"),
-    };
-    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!("upgraded connection: {e}");
-    }
 }
 
 #[cfg(test)]

@@ -44,17 +44,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// True when the request asks to switch protocols (WebSocket and the like).
+/// True when the request asks to switch to a protocol the proxy tunnels (WebSocket only,
+/// see [`super::upgrade`]); any other upgrade is stripped as hop-by-hop.
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(UPGRADE)
-        && headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
+    super::upgrade::is_allowed(headers)
 }
 
 /// Applies set (overwrite), add (append) and remove, in Envoy's order.
@@ -142,6 +135,10 @@ mod tests {
         ])));
         assert!(!is_upgrade(&map(&[("upgrade", "websocket")])));
         assert!(!is_upgrade(&map(&[("connection", "upgrade")])));
+        assert!(!is_upgrade(&map(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c")
+        ])));
     }
 
     #[test]

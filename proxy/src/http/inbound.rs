@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response};
 use sluice_api::model::Protocol;
 use sluice_api::model::policy::Settings;
 
 use super::record::{Recorded, Recorder};
+use super::timed::BodyTimeout;
+use super::upgrade::ClientUpgrade;
 use super::{Body, forward, headers, incoming, respond};
 use crate::Sidecar;
 use crate::metrics::{AccessDetails, Direction, RequestLabels, RequestRecord};
@@ -38,7 +39,7 @@ impl Inbound {
         let mut record = self.record(&req);
         let grpc = respond::is_grpc(req.headers());
         let (mut parts, body) = req.into_parts();
-        let client_upgrade = parts.extensions.remove::<OnUpgrade>();
+        let client_upgrade = ClientUpgrade::take(&mut parts.extensions, &parts.headers);
         let upgrade = headers::is_upgrade(&parts.headers);
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
         let host = match forward::authority(&parts.uri, &parts.headers) {
@@ -53,7 +54,8 @@ impl Inbound {
             &Settings::default(),
         );
         let head = forward::head(parts.method, host, path, parts.headers, version);
-        let req = Request::from_parts(head, incoming(body));
+        let timeout = parts.extensions.get::<BodyTimeout>().copied();
+        let req = Request::from_parts(head, incoming(body, timeout));
         let timeout = self
             .sidecar
             .store
@@ -76,7 +78,7 @@ impl Inbound {
             Ok(resp) => forward::response(resp, parts.version, client_upgrade),
             Err(failed) => {
                 record.set_error(&failed.error);
-                respond::error(&failed.error, grpc)
+                respond::remote_error(&failed.error, grpc)
             }
         };
         record.labels.response_code = resp.status().as_u16();

@@ -28,7 +28,7 @@ use crate::config::Snapshot;
 use crate::destination;
 use crate::error::ProxyError;
 use crate::gateway::Edge;
-use crate::metrics::{AccessDetails, Direction, RequestLabels, RequestRecord};
+use crate::metrics::{self, AccessDetails, Direction, RequestLabels, RequestRecord};
 use head::{Head, Outgoing};
 
 /// The outbound side of one client connection: where it was going.
@@ -102,9 +102,10 @@ impl Outbound {
         }
         let authority = forward::authority(req.uri(), req.headers())
             .map_or_else(|| self.dst.to_string(), str::to_string);
-        let mut record = self.record(&req);
+        let snap = self.sidecar.store.current();
+        let mut record = self.record(&req, snap.as_deref());
         let grpc = respond::is_grpc(req.headers());
-        let resp = match self.sidecar.store.current() {
+        let resp = match snap {
             Some(snap) => self.route(&snap, req, authority, &mut record, grpc).await,
             None => respond::error(&ProxyError::NotReady, grpc),
         };
@@ -269,14 +270,25 @@ impl Outbound {
         }
     }
 
-    fn record(&self, req: &Request<Incoming>) -> RequestRecord {
+    /// The request's record, labelled before routing with the service the original
+    /// destination belongs to, or the fixed label of an unknown destination (never the
+    /// address: labels come from the config, not from traffic), so a request that fails
+    /// before it is routed keeps bounded labels.
+    fn record(&self, req: &Request<Incoming>, snap: Option<&Snapshot>) -> RequestRecord {
         let id = &self.sidecar.identity;
+        let destination_service = match snap {
+            Some(snap) => match snap.model.registry.by_destination(self.dst) {
+                Some(svc) => snap.model.registry.get(svc).host.clone(),
+                None => metrics::unknown_destination(snap.model.mesh.outbound).into(),
+            },
+            None => metrics::BLACK_HOLE.into(),
+        };
         RequestRecord {
             labels: RequestLabels {
                 direction: Direction::Outbound,
                 source_workload: id.workload.clone(),
                 source_namespace: id.namespace.clone(),
-                destination_service: self.dst.to_string(),
+                destination_service,
                 destination_subset: String::new(),
                 destination_version: String::new(),
                 response_code: 0,

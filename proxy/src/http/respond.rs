@@ -46,6 +46,38 @@ pub fn error(err: &ProxyError, grpc: bool) -> Response<Body> {
     resp
 }
 
+/// The answer to a caller outside the pod (inbound, a gateway's client): [`error`]'s status,
+/// header and shape, but a fixed text per kind of error that names no address, host, port or
+/// config object of the mesh (Envoy's `upstream connect error...` in spirit); the details go
+/// to the proxy's log and access log only.
+pub fn remote_error(err: &ProxyError, grpc: bool) -> Response<Body> {
+    let status = status(err);
+    let message = format!("sluice: {}\n", public_reason(err));
+    let mut resp = if grpc {
+        grpc_error(status, &message)
+    } else {
+        text(status.as_u16(), message)
+    };
+    resp.headers_mut()
+        .insert(ERROR_HEADER, HeaderValue::from_static(kind(err)));
+    resp
+}
+
+fn public_reason(err: &ProxyError) -> &'static str {
+    match err {
+        ProxyError::UnknownDestination(_) | ProxyError::UnknownHost(_) => "unknown destination",
+        ProxyError::NoRoute { .. } => "no route matched the request",
+        ProxyError::MissingSubset { .. } | ProxyError::NoEndpoints(_) => "no upstream",
+        ProxyError::NoHealthyEndpoints(_) => "no healthy upstream",
+        ProxyError::Resolve { .. } | ProxyError::Connect { .. } => "upstream connect error",
+        ProxyError::Tls { .. } | ProxyError::TlsUnavailable { .. } => "upstream TLS error",
+        ProxyError::Upstream { .. } => "upstream reset before the response completed",
+        ProxyError::Timeout(_) => "upstream request timeout",
+        ProxyError::Overflow(_) => "upstream overflow",
+        ProxyError::NotReady => "proxy not ready",
+    }
+}
+
 fn kind(err: &ProxyError) -> &'static str {
     match err {
         ProxyError::UnknownDestination(_) => "unknown-destination",
@@ -135,6 +167,14 @@ mod tests {
                 "catalog/v2",
             ),
             (
+                ProxyError::Connect {
+                    addr: "10.1.7.9:8080".parse().unwrap(),
+                    source: std::io::ErrorKind::ConnectionRefused.into(),
+                },
+                503,
+                "10.1.7.9",
+            ),
+            (
                 ProxyError::Timeout(std::time::Duration::from_secs(1)),
                 504,
                 "timeout",
@@ -150,6 +190,18 @@ mod tests {
             ),
         ];
         for (err, code, needle) in cases {
+            let remote = remote_error(&err, false);
+            assert_eq!(remote.status().as_u16(), code, "{err}");
+            let body = futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(
+                remote.into_body(),
+            ))
+            .unwrap()
+            .unwrap()
+            .to_bytes();
+            let body = String::from_utf8_lossy(&body);
+            for internal in ["10.1", "catalog", "cluster.local", "v2", "v3"] {
+                assert!(!body.contains(internal), "{body} names {internal}");
+            }
             let resp = error(&err, false);
             assert_eq!(resp.status().as_u16(), code, "{err}");
             assert!(err.to_string().contains(needle), "{err}");

@@ -9,7 +9,8 @@ use hyper::Response;
 use hyper::body::{Body as _, Incoming};
 use sluice_api::model::routes::RetryOn;
 
-use super::{Body, full, incoming};
+use super::timed::BodyTimeout;
+use super::{Body, BoxError, full, incoming};
 use crate::error::ProxyError;
 
 /// Request bodies up to this size (by Content-Length) are buffered, so the
@@ -28,17 +29,20 @@ pub enum RequestBody {
 }
 
 impl RequestBody {
-    /// Reads a small body whole; leaves others streaming.
-    pub async fn prepare(body: Incoming) -> Result<RequestBody, hyper::Error> {
+    /// Reads a small body whole; leaves others streaming; both under the body-read `timeout`.
+    pub async fn prepare(
+        body: Incoming,
+        timeout: Option<BodyTimeout>,
+    ) -> Result<RequestBody, BoxError> {
         if body.is_end_stream() {
             return Ok(RequestBody::Replayable(Bytes::new()));
         }
-        match body.size_hint().exact() {
-            Some(n) if n <= MAX_REPLAY => {
-                Ok(RequestBody::Replayable(body.collect().await?.to_bytes()))
-            }
-            _ => Ok(RequestBody::Streaming(incoming(body))),
+        let small = matches!(body.size_hint().exact(), Some(n) if n <= MAX_REPLAY);
+        let body = incoming(body, timeout);
+        if small {
+            return Ok(RequestBody::Replayable(body.collect().await?.to_bytes()));
         }
+        Ok(RequestBody::Streaming(body))
     }
 
     /// The body for one try: a copy of the buffered bytes, or the stream (once).

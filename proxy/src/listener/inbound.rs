@@ -32,9 +32,9 @@ pub async fn handle(
         ),
         None => return,
     };
-    let from = sidecar.original_src(peer);
+    let (app_addr, from) = sidecar.app_addr(dst, peer);
     let connecting = async move {
-        tcp::connect_app(dst, from, connect_timeout)
+        tcp::connect_app(app_addr, from, connect_timeout)
             .await
             .map_err(std::io::Error::other)
     };
@@ -47,24 +47,26 @@ pub async fn handle(
                 http::Version::Http1
             };
             let to = http::Upstream {
-                addr: dst,
+                addr: app_addr,
                 version,
                 connect_timeout,
                 cluster: &sidecar.app,
             };
             sidecar.inbound_pool.adopt(&to, from, app, None).await;
         }
-        let inbound = Inbound::new(sidecar, dst, from);
-        return http::serve(
+        let gates = sidecar.gates.clone();
+        let inbound = Inbound::new(sidecar, app_addr, from);
+        return http::serve_with(
             Prefixed::new(found.client, stream),
             move |req| inbound.clone().handle(req),
             &drain,
+            &gates,
         )
         .await;
     }
     let app = match found.upstream {
         Some(Ok(app)) => app,
-        _ => match tcp::connect_app(dst, from, connect_timeout).await {
+        _ => match tcp::connect_app(app_addr, from, connect_timeout).await {
             Ok(app) => app,
             Err(e) => return tracing::info!(%peer, "inbound connection closed: {e}"),
         },

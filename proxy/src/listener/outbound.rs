@@ -18,7 +18,7 @@ use crate::config::Snapshot;
 use crate::drain;
 use crate::error::ProxyError;
 use crate::http::{self, Outbound};
-use crate::metrics::{Direction, TcpLabels};
+use crate::metrics::{self, Direction, TcpLabels};
 use crate::protocol::{self, Prefixed, Sniff};
 use crate::tls::{Alpn, Stream, Tls};
 use crate::{Sidecar, destination, tcp};
@@ -170,7 +170,7 @@ async fn unknown(
         OutboundMode::AllowAny => {
             let labels = TcpLabels {
                 direction: Direction::Outbound,
-                destination_service: dst.to_string(),
+                destination_service: metrics::PASSTHROUGH.into(),
             };
             match tcp::connect(dst, snap.model.mesh.connect_timeout).await {
                 Ok(upstream) => {
@@ -201,11 +201,13 @@ async fn serve_http(
     peer: SocketAddr,
     drain: &drain::Watch,
 ) {
+    let gates = sidecar.gates.clone();
     let outbound = Outbound::new(sidecar, dst, peer);
-    http::serve(
+    http::serve_with(
         Prefixed::new(client, stream),
         move |req| outbound.clone().handle(req),
         drain,
+        &gates,
     )
     .await;
 }

@@ -28,8 +28,8 @@ pub struct Spliced {
 /// first delivers what protocol detection already read from either side.
 /// With `idle`, both sides are closed once no byte has moved either way for
 /// that long (DestinationRule `tcp.idleTimeout`).
-pub async fn splice<U: AsyncRead + AsyncWrite + Unpin>(
-    client: TcpStream,
+pub async fn splice<C: AsyncRead + AsyncWrite + Unpin, U: AsyncRead + AsyncWrite + Unpin>(
+    client: C,
     upstream: U,
     to_upstream: &[u8],
     to_client: &[u8],

@@ -52,6 +52,21 @@ impl Proxy {
     /// Starts a core serving what `store` holds, as it changes (`metrics.config` is the
     /// store's).
     pub fn serving(store: Arc<Store>, metrics: Arc<Metrics>) -> Proxy {
+        Proxy::serving_with(store, metrics, |_| {})
+    }
+
+    /// Starts a core serving `model`, its sidecar changed by `configure` first.
+    pub fn start_with(model: Model, configure: impl FnOnce(&mut Sidecar)) -> Proxy {
+        let metrics = Arc::new(Metrics::new(false));
+        let store = Arc::new(Store::with_model(model, metrics.config.clone()));
+        Proxy::serving_with(store, metrics, configure)
+    }
+
+    fn serving_with(
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        configure: impl FnOnce(&mut Sidecar),
+    ) -> Proxy {
         let routes: Arc<Mutex<HashMap<u16, SocketAddr>>> = Arc::default();
         let table = routes.clone();
         let orig_dst = move |s: &TcpStream| {
@@ -67,13 +82,15 @@ impl Proxy {
             namespace: "default".into(),
             labels: [("app".into(), "client".into())].into(),
         });
-        let sidecar = Arc::new(Sidecar::new(
+        let mut sidecar = Sidecar::new(
             store,
             Arc::new(orig_dst),
             metrics,
             identity,
             Ports::default(),
-        ));
+        );
+        configure(&mut sidecar);
+        let sidecar = Arc::new(sidecar);
         let (signal, watch) = drain::channel();
         Proxy {
             sidecar,
@@ -101,9 +118,11 @@ impl Proxy {
             .unwrap()
             .insert(addr.port(), dst.parse().unwrap());
         let sidecar = self.sidecar.clone();
+        let gates = sidecar.gates.clone();
         tokio::spawn(listener::serve(
             vec![l],
             self.watch.clone(),
+            gates,
             move |stream, peer, drain| {
                 let sidecar = sidecar.clone();
                 async move {

@@ -57,6 +57,8 @@ impl Outbound {
         let mut unsent = body.take();
         let mut n = 1;
         let mut retrying: Option<Permit> = None;
+        // A request the upstream may have acted on is sent again only when it is idempotent.
+        let resendable = request.idempotent();
         loop {
             let endpoint = dest.pick(&self.sidecar, self.dst, hash).await?;
             let try_body = unsent.take().or_else(|| body.take()).unwrap_or_else(empty);
@@ -89,7 +91,10 @@ impl Outbound {
             }
             match result {
                 Ok(resp)
-                    if more && body.replayable() && retry::retry_response(&retries.on, &resp) =>
+                    if more
+                        && resendable
+                        && body.replayable()
+                        && retry::retry_response(&retries.on, &resp) =>
                 {
                     retrying = Some(match self.retry_budget(dest) {
                         Some(p) => p,
@@ -100,7 +105,7 @@ impl Outbound {
                 Ok(resp) => return Ok((resp, endpoint)),
                 Err(failed) => {
                     let again = failed.request.map(|r| r.into_body());
-                    let can_resend = body.replayable() || again.is_some();
+                    let can_resend = (resendable && body.replayable()) || again.is_some();
                     if !(more && can_resend && retry::retry_error(&retries.on, &failed.error)) {
                         return Err(failed.error);
                     }

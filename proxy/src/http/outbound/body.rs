@@ -13,6 +13,7 @@ use super::{Outbound, sampled};
 use crate::config::Snapshot;
 use crate::http::retry::RequestBody;
 use crate::http::route::strip_port;
+use crate::http::timed::BodyTimeout;
 use crate::http::{Body, Version, forward, full, mirror, respond};
 
 impl Outbound {
@@ -26,7 +27,8 @@ impl Outbound {
         head: &Head,
         body: Incoming,
     ) -> Result<RequestBody, Response<Body>> {
-        let mut body = RequestBody::prepare(body)
+        let timeout = parts.extensions.get::<BodyTimeout>().copied();
+        let mut body = RequestBody::prepare(body, timeout)
             .await
             .map_err(|e| respond::text(400, format!("sluice: reading the request body: {e}\n")))?;
         if let Some(rule) = rule {

@@ -7,10 +7,10 @@ use http::header::HOST;
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use hyper::Request;
-use hyper::upgrade::OnUpgrade;
 
 use super::Route;
 use crate::http::route::{rewrite_authority, rewrite_path};
+use crate::http::upgrade::ClientUpgrade;
 use crate::http::{Body, Version, forward, headers};
 
 /// The client's request head as it goes upstream.
@@ -24,14 +24,14 @@ pub(super) struct Head {
     /// The client asks for a protocol upgrade (WebSocket).
     pub upgrade: bool,
     /// The client's side of that upgrade, joined to the upstream's on `101`.
-    pub client_upgrade: Option<OnUpgrade>,
+    pub client_upgrade: Option<ClientUpgrade>,
 }
 
 impl Head {
     /// Shapes the headers of `parts` in place and rewrites `authority` and the path as `route`
     /// asks.
     pub fn shape(route: &Route<'_>, authority: String, parts: &mut Parts) -> Head {
-        let client_upgrade = parts.extensions.remove::<OnUpgrade>();
+        let client_upgrade = ClientUpgrade::take(&mut parts.extensions, &parts.headers);
         let upgrade = headers::is_upgrade(&parts.headers);
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
         if let Some(rule) = route.rule {
@@ -92,6 +92,23 @@ impl Outgoing {
             version,
         );
         Outgoing { head, version }
+    }
+
+    /// True for a method a retry may send again after the upstream received it (RFC 9110
+    /// §9.2.2: GET, HEAD, OPTIONS, TRACE, PUT, DELETE); POST, PATCH and the rest are retried
+    /// only when they were never sent.
+    pub fn idempotent(&self) -> bool {
+        use http::Method;
+        let m = &self.head.method;
+        [
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::TRACE,
+            Method::PUT,
+            Method::DELETE,
+        ]
+        .contains(m)
     }
 
     /// The request of one try.

@@ -1,0 +1,183 @@
+//! One client connection served within the proxy's [`ClientLimits`]: header read timeout,
+//! header size and count, HTTP/2 settings, the idle timeout, and load shedding (a fast 503
+//! once the requests in flight reach their limit).
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::timed::BodyTimeout;
+use super::upgrade::Tunnels;
+use super::{Body, BoxError, respond};
+use crate::drain;
+use crate::limits::{ClientLimits, Gates, RequestPermit};
+
+/// Serves one client connection, HTTP/1.1 or HTTP/2 (prior knowledge), with WebSocket
+/// upgrades, within `gates`; when draining starts, or once the connection has had no
+/// request in flight for the idle timeout, finishes in-flight requests and closes.
+pub async fn serve_with<I, S, F>(io: I, service: S, drain: &drain::Watch, gates: &Arc<Gates>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let limits = &gates.limits;
+    let idle = Arc::new(Idle::new());
+    let tunnels = Tunnels::new(drain.clone(), gates.clone());
+    let (shed, busy) = (gates.clone(), idle.clone());
+    let body_timeout = BodyTimeout(limits.body_read_timeout);
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        let permit = shed.request();
+        let guard = busy.start();
+        req.extensions_mut().insert(tunnels.clone());
+        req.extensions_mut().insert(body_timeout);
+        let answer = permit.is_some().then(|| service(req));
+        async move {
+            let (resp, permit) = match (answer, permit) {
+                (Some(answer), Some(permit)) => (answer.await, Some(permit)),
+                _ => (overloaded(), None),
+            };
+            let (parts, body) = resp.into_parts();
+            let held = Held {
+                inner: body,
+                _held: (guard, permit),
+            };
+            Ok::<_, Infallible>(Response::from_parts(parts, held.boxed_unsync()))
+        }
+    });
+    let builder = builder(limits);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = drain.signaled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+        () = idle.idle_for(limits.idle_timeout) => {
+            tracing::debug!(timeout = ?limits.idle_timeout, "client connection idle: closing");
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!("client connection: {e}");
+    }
+}
+
+/// The connection builder for `limits`.
+fn builder(limits: &ClientLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_headers)
+        // The read buffer bounds the request head (431 beyond it); hyper's least is 8 KiB.
+        .max_buf_size((limits.max_header_bytes as usize).max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(limits.max_header_bytes)
+        .initial_stream_window_size(limits.h2_stream_window)
+        .initial_connection_window_size(limits.h2_connection_window);
+    builder
+}
+
+/// The answer beyond the limit of requests in flight.
+fn overloaded() -> Response<Body> {
+    let mut resp = respond::text(503, "sluice: overloaded, try again\n");
+    resp.headers_mut().insert(
+        respond::ERROR_HEADER,
+        http::HeaderValue::from_static("overloaded"),
+    );
+    resp
+}
+
+/// Whether a connection has requests in flight, and since when it has had none.
+#[derive(Debug)]
+struct Idle {
+    in_flight: AtomicUsize,
+    since: Mutex<Instant>,
+}
+
+/// A request in flight on a connection, until its response body is done.
+#[derive(Debug)]
+struct Busy(Arc<Idle>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self.0.since.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        }
+    }
+}
+
+impl Idle {
+    fn new() -> Idle {
+        Idle {
+            in_flight: AtomicUsize::new(0),
+            since: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn start(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        Busy(self.clone())
+    }
+
+    /// Resolves once no request has been in flight for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let since = *self.since.lock().unwrap_or_else(PoisonError::into_inner);
+            let busy = self.in_flight.load(Ordering::Acquire) > 0;
+            if !busy && since.elapsed() >= limit {
+                return;
+            }
+            let next = if busy {
+                Instant::now() + limit
+            } else {
+                since + limit
+            };
+            tokio::time::sleep_until(next.into()).await;
+        }
+    }
+}
+
+/// A response body holding its request's place in the limits until it is done.
+struct Held {
+    inner: Body,
+    _held: (Busy, Option<RequestPermit>),
+}
+
+impl hyper::body::Body for Held {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
