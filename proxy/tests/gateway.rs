@@ -44,6 +44,7 @@ spec:
   subsets:
   - {{name: v1, labels: {{version: v1}}}}
   - {{name: v2, labels: {{version: v2}}}}
+  - {{name: v3, labels: {{version: v3}}}}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -54,6 +55,8 @@ spec:
   http:
   - match: [{{headers: {{x-gray: {{exact: "on"}}}}}}]
     route: [{{destination: {{host: myapp.production.svc.cluster.local, subset: v2}}}}]
+  - match: [{{headers: {{x-gray: {{exact: "v3"}}}}}}]
+    route: [{{destination: {{host: myapp.production.svc.cluster.local, subset: v3}}}}]
   - route: [{{destination: {{host: myapp.production.svc.cluster.local, subset: v1}}}}]
 "#,
         v1.port(),
@@ -185,6 +188,12 @@ async fn gateway_mode_serves_the_gateways_that_select_it_and_follows_changes() {
     let seen = r.seen();
     assert_eq!(seen.headers["x-request-id"], "mine", "a given id is kept");
     assert_eq!(seen.headers["x-forwarded-for"], "198.51.100.9, 127.0.0.1");
+    // A failure answered to an outside caller names no service, subset or address.
+    let r = get(edge_addr, "shop.example.com", "/", &[("x-gray", "v3")]).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    for internal in ["myapp", "svc", "v3", "127.0.0.1"] {
+        assert!(!r.text().contains(internal), "{internal} in {:?}", r.text());
+    }
     assert_eq!(
         get(edge_addr, "a.wild.test", "/", &[]).await.app(),
         "myapp-v1"

@@ -202,7 +202,11 @@ impl Outbound {
         }
         tracing::debug!(dst = %self.dst, "{err}");
         record.set_error(&err);
-        respond::error(&err, grpc)
+        match self.router {
+            // The edge's callers are outside the mesh: no internal names in the answer.
+            Router::Edge(_) => respond::remote_error(&err, grpc),
+            Router::Sidecar => respond::error(&err, grpc),
+        }
     }
 
     /// Forwards a request along its route: resolve the destination, apply the rule's fault,
