@@ -563,3 +563,81 @@ async fn readiness_waits_for_the_first_version_only() {
     );
     running.abort();
 }
+
+/// The Gateway and the VirtualService bound to it that send the edge's `shop.example.com`
+/// on `port` to catalog's `subset`.
+fn edge_route(port: u16, subset: &str) -> String {
+    format!(
+        "---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: edge, namespace: istio-system}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {port}, name: http, protocol: HTTP}}\n    hosts: [\"*\"]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: shop, namespace: default}}\nspec:\n  hosts: [shop.example.com]\n  gateways: [istio-system/edge]\n  http:\n  - route: [{{destination: {{host: {HOST}, subset: {subset}}}}}]\n"
+    )
+}
+
+#[tokio::test]
+async fn a_gateway_serves_what_the_control_plane_streams() {
+    let v1 = echo_app("127.0.0.1", "catalog", "v1").await;
+    let v2 = echo_app("127.0.0.2", "catalog", "v2").await;
+    let (v1, v2) = (v1.local_addr(), v2.local_addr());
+    let control = Control::start("127.0.0.1:0", None).await;
+    let [edge, admin, health, metrics] = free_ports();
+    let labels: std::collections::BTreeMap<String, String> =
+        [("istio".to_string(), "ingressgateway".to_string())].into();
+    let settings = Settings {
+        source: Source::Discovery {
+            target: Target::new(&format!("http://{}", control.addr), None).unwrap(),
+            hello: Hello {
+                namespace: "istio-system".into(),
+                pod_name: "ingressgateway-0".into(),
+                labels: labels.clone(),
+                ..Hello::default()
+            },
+        },
+        workload: Workload {
+            namespace: "istio-system".into(),
+            labels,
+        },
+        ports: Ports {
+            outbound: 0,
+            inbound: 0,
+            admin,
+            health,
+            metrics,
+        },
+        drain_timeout: Duration::from_secs(5),
+        access_log: false,
+        pod_name: Some("ingressgateway-0".into()),
+        app_probes: Default::default(),
+        mode: sluice_proxy::listener::Mode::Gateway,
+        tproxy_mark: sluice_proxy::listener::DEFAULT_TPROXY_MARK,
+        gateway: Default::default(),
+        app_loopback_ports: Vec::new(),
+        limits: Default::default(),
+    };
+    let set_level: admin::SetLevel = Arc::new(|_: &str| Ok(()));
+    tokio::spawn(sluice_proxy::run(settings, set_level, "info".into()));
+    let edge_addr = SocketAddr::from(([127, 0, 0, 1], edge));
+
+    let answered_by = |subset: &'static str| async move {
+        until(&format!("the edge answers from {subset}"), || {
+            std::net::TcpStream::connect(edge_addr).is_ok()
+        })
+        .await;
+        let reply = get(edge_addr, "shop.example.com", "/", &[]).await;
+        (reply.status, reply.app().to_string())
+    };
+    let version = control.publish(&catalog(v1, v2, &edge_route(edge, "v1")), vec![]);
+    control
+        .until_proxy("the gateway acked", |p| p["versionAcked"] == version)
+        .await;
+    assert_eq!(answered_by("v1").await, (200, "catalog-v1".to_string()));
+    // A change streamed later moves the edge's traffic.
+    let version = control.publish(&catalog(v1, v2, &edge_route(edge, "v2")), vec![]);
+    control
+        .until_proxy("the change acked", |p| p["versionAcked"] == version)
+        .await;
+    assert_eq!(answered_by("v2").await, (200, "catalog-v2".to_string()));
+    assert_eq!(
+        get(edge_addr, "other.example.com", "/", &[]).await.status,
+        404,
+        "a host no VirtualService of the Gateway serves"
+    );
+}
