@@ -140,6 +140,11 @@ fn sample_spec(kind: &str) -> Value {
             "sticky": { "cookie": { "name": "gray-user", "ttl": "720h" } },
             "fallback": { "subsets": [{ "from": "v2", "to": "v1" }] },
             "accessLog": { "headers": ["x-swimlane"] },
+            "protectedHeaders": {
+                "gateways": ["edge"],
+                "token": { "header": "x-gray-auth", "secretFile": "/etc/gray/token" },
+                "jwt": { "jwksFile": "/etc/gray/jwks.json", "claim": "groups", "values": ["gray"] },
+            },
         }),
         other => panic!("no sample for {other}"),
     }
@@ -456,6 +461,9 @@ fn check_release_policy_schema(spec_schema: &Value, api_version: &str) {
         &["sticky", "cookie"],
         &["fallback"],
         &["accessLog"],
+        &["protectedHeaders"],
+        &["protectedHeaders", "token"],
+        &["protectedHeaders", "jwt"],
     ] {
         let mut node = spec_schema;
         for step in path {

@@ -95,16 +95,22 @@ impl Outbound {
     /// Answers one request.
     pub async fn handle(mut self, mut req: Request<Incoming>) -> Response<Body> {
         let started = Instant::now();
+        let current = self.sidecar.store.current();
         // The one place an edge request is prepared before routing (forwarding headers,
-        // request id); the client address it returns stands in for the peer from here on.
+        // request id, protected gray headers); the client address it returns stands in for
+        // the peer from here on.
         if let Router::Edge(edge) = &self.router {
             self.peer = edge.prepare(req.headers_mut(), self.peer);
+            if let Some(snap) = &current {
+                snap.guards
+                    .apply(&snap.model, edge.port(), req.headers_mut(), self.peer.ip());
+            }
         }
         let authority = forward::authority(req.uri(), req.headers())
             .map_or_else(|| self.dst.to_string(), str::to_string);
         let mut record = self.record(&req);
         let grpc = respond::is_grpc(req.headers());
-        let resp = match self.sidecar.store.current() {
+        let resp = match current {
             Some(snap) => self.route(&snap, req, authority, &mut record, grpc).await,
             None => respond::error(&ProxyError::NotReady, grpc),
         };
