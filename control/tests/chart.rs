@@ -390,6 +390,18 @@ fn crds_define_exactly_the_kinds_and_versions_sluice_loads() {
                 accepted_fields(&api_version, kind, &["outboundTrafficPolicy"]),
                 "MeshConfig outboundTrafficPolicy fields"
             );
+            let propagation: BTreeSet<String> =
+                spec_schema["properties"]["headerPropagation"]["properties"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .cloned()
+                    .collect();
+            assert_eq!(
+                propagation,
+                accepted_fields(&api_version, kind, &["headerPropagation"]),
+                "MeshConfig headerPropagation fields"
+            );
             let modes = strings(&policy["properties"]["mode"]["enum"]);
             assert_eq!(modes, ["ALLOW_ANY", "REGISTRY_ONLY"]);
             for mode in modes {
