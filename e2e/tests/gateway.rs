@@ -6,7 +6,8 @@
 //! request, then host filtering, a VirtualService bound to two Gateways, httpsRedirect, SIMPLE
 //! TLS for two hosts on one port, PASSTHROUGH, the edge headers, a malformed change, and a
 //! ReleasePolicy's protected gray headers (a forged `x-gray-tag` reaches v1; a shared token or
-//! a JWT with the claim lets it reach v2).
+//! a JWT with the claim lets it reach v2), and sticky users by the client address the
+//! gateway sees.
 
 mod proxy_support;
 
@@ -121,6 +122,27 @@ spec:
         jwks = f("jwks.json"),
     )
 }
+
+/// A 50/50 route at the gateway and a ReleasePolicy keeping each client address on its
+/// version.
+const BY_CLIENT_ADDRESS: &str = r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: myapp, namespace: production}
+spec:
+  hosts: [myapp.example.com]
+  gateways: [istio-system/istio-ingressgateway]
+  http:
+  - route:
+    - {destination: {host: myapp.production.svc.cluster.local, subset: v1}, weight: 50}
+    - {destination: {host: myapp.production.svc.cluster.local, subset: v2}, weight: 50}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: ReleasePolicy
+metadata: {name: myapp, namespace: production}
+spec:
+  host: myapp.production.svc.cluster.local
+  sticky: {clientAddress: true}
+"#;
 
 /// The Gateways and VirtualServices besides the stages: `production/public` (a `*` server on
 /// 8080, an httpsRedirect server on 8081, SIMPLE TLS for a and b on 443, PASSTHROUGH on 8443),
@@ -594,5 +616,18 @@ fn the_five_stages_of_seed_002_and_the_edge_on_real_clients() -> anyhow::Result<
         "myapp-v1",
         "a JWT without the claim value"
     );
+
+    // Sticky by client address at the gateway: the address the gateway sees (the client
+    // pod; no trusted proxies), not a forged x-forwarded-for, keeps one version at 50/50.
+    gateway.apply("vs.yaml", BY_CLIENT_ADDRESS)?;
+    let first = c.app(&[])?;
+    for i in 0..20 {
+        let forged = format!("198.51.100.{i}");
+        assert_eq!(
+            c.app(&[("x-forwarded-for", &forged)])?,
+            first,
+            "request {i}"
+        );
+    }
     Ok(())
 }
