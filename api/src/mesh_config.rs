@@ -20,6 +20,24 @@ pub struct MeshConfig {
     pub protocol_detection_timeout: Option<Duration>,
     /// Default connect timeout towards upstreams (default 10s).
     pub connect_timeout: Option<Duration>,
+    /// Headers carried from a request entering a pod to the requests its app sends while
+    /// serving it.
+    pub header_propagation: Option<HeaderPropagation>,
+}
+
+/// Header propagation across hops: a listed header seen on an inbound request is added to
+/// the app's outbound requests that carry the same trace context (`traceparent`,
+/// `x-request-id` or b3), through a bounded table whose entries expire.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct HeaderPropagation {
+    /// The headers carried (`x-swimlane`, `baggage`).
+    pub headers: Vec<String>,
+    /// Most requests remembered at once (default 10000); the oldest go first.
+    pub max_entries: Option<u32>,
+    /// How long a request is remembered (default 30s).
+    pub ttl: Option<Duration>,
 }
 
 /// The outbound traffic policy.

@@ -70,6 +70,19 @@ pub struct MeshSettings {
     pub protocol_detection_timeout: Duration,
     /// Connect timeout towards upstreams.
     pub connect_timeout: Duration,
+    /// Header propagation across hops, when configured.
+    pub propagation: Option<Propagation>,
+}
+
+/// Header propagation with defaults applied.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Propagation {
+    /// Headers carried (lowercase).
+    pub headers: Vec<String>,
+    /// Most requests remembered at once.
+    pub max_entries: usize,
+    /// How long a request is remembered.
+    pub ttl: Duration,
 }
 
 impl MeshSettings {
@@ -86,6 +99,11 @@ impl MeshSettings {
             connect_timeout: mc
                 .connect_timeout
                 .map_or(Duration::from_secs(10), |d| d.get()),
+            propagation: mc.header_propagation.as_ref().map(|p| Propagation {
+                headers: p.headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                max_entries: p.max_entries.map_or(10_000, |n| n as usize),
+                ttl: p.ttl.map_or(Duration::from_secs(30), |d| d.get()),
+            }),
         }
     }
 }

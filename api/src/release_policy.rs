@@ -20,6 +20,53 @@ pub struct ReleasePolicy {
     pub fallback: Option<Fallback>,
     /// Request headers written as fields of the access log line.
     pub access_log: Option<AccessLog>,
+    /// Routing headers that outside requests may not set at the named gateways.
+    pub protected_headers: Option<ProtectedHeaders>,
+}
+
+/// Protected gray headers at the edge: the named headers are removed from a request that
+/// arrives at one of the named Gateways unless it passes one of the checks.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProtectedHeaders {
+    /// The Gateways (`name` in the policy's namespace, or `namespace/name`) whose requests
+    /// are guarded.
+    pub gateways: Vec<String>,
+    /// Header names, or prefixes written `x-gray-*` (default `x-gray-*`, `x-swimlane`,
+    /// `x-target-version`).
+    pub headers: Vec<String>,
+    /// A shared token in a request header (removed before forwarding).
+    pub token: Option<TokenCheck>,
+    /// Client networks (the client address after `numTrustedProxies`) that may set them.
+    pub trusted_cidrs: Vec<String>,
+    /// A JWT whose claim has one of the values.
+    pub jwt: Option<JwtCheck>,
+}
+
+/// The shared-token check.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct TokenCheck {
+    /// The request header carrying the token.
+    pub header: String,
+    /// A file holding the token (a mounted Secret); surrounding whitespace is ignored.
+    pub secret_file: String,
+}
+
+/// The JWT check: a bearer token signed (RS256 or ES256) by a key of a JWKS file.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct JwtCheck {
+    /// A file holding the JSON Web Key Set (a mounted Secret or ConfigMap).
+    pub jwks_file: String,
+    /// The `iss` the token must have, if set.
+    pub issuer: Option<String>,
+    /// The claim checked (`gray`, `groups`).
+    pub claim: String,
+    /// Accepted values: the claim equals one, or is a list holding one.
+    pub values: Vec<String>,
 }
 
 /// The user key of sticky routing: exactly one of the fields.

@@ -141,6 +141,56 @@ fn each_field_reports_its_error() {
             "spec.accessLog.headers[0]",
             "not a valid header name",
         ),
+        (
+            "  host: myapp\n  protectedHeaders:\n    gateways: [istio-system/edge]\n    headers: [x-gray-*, x-swimlane]\n    token: {header: x-gray-auth, secretFile: /etc/gray/token}\n    trustedCidrs: [10.0.0.0/8, 192.0.2.1]\n    jwt: {jwksFile: /etc/gray/jwks.json, issuer: https://i.example, claim: groups, values: [gray]}\n",
+            "",
+            "",
+        ),
+        (
+            "  host: myapp\n  protectedHeaders: {}\n",
+            "spec.protectedHeaders.gateways",
+            "no gateways",
+        ),
+        (
+            "  host: myapp\n  protectedHeaders: {gateways: [a/b/c]}\n",
+            "spec.protectedHeaders.gateways[0]",
+            "not a Gateway name",
+        ),
+        (
+            "  host: myapp\n  protectedHeaders: {gateways: [edge], headers: [x-gray-*, \"*\"]}\n",
+            "spec.protectedHeaders.headers[1]",
+            "not a header name or a prefix",
+        ),
+        (
+            "  host: myapp\n  protectedHeaders: {gateways: [edge], token: {header: \"x:y\", secretFile: /t}}\n",
+            "spec.protectedHeaders.token.header",
+            "not a valid header name",
+        ),
+        (
+            "  host: myapp\n  protectedHeaders: {gateways: [edge], token: {header: x-t, secretFile: token}}\n",
+            "spec.protectedHeaders.token.secretFile",
+            "not an absolute file path",
+        ),
+        (
+            "  host: myapp\n  protectedHeaders: {gateways: [edge], trustedCidrs: [10.0.0.0/33]}\n",
+            "spec.protectedHeaders.trustedCidrs[0]",
+            "not an address or CIDR",
+        ),
+        (
+            "  host: myapp\n  protectedHeaders: {gateways: [edge], jwt: {jwksFile: /j, values: [a]}}\n",
+            "spec.protectedHeaders.jwt.claim",
+            "claim is required",
+        ),
+        (
+            "  host: myapp\n  protectedHeaders: {gateways: [edge], jwt: {jwksFile: /j, claim: c}}\n",
+            "spec.protectedHeaders.jwt.values",
+            "no values",
+        ),
+        (
+            "  host: myapp\n  protectedHeaders: {gateways: [edge], jwt: {jwksFile: j.json, claim: c, values: [a]}}\n",
+            "spec.protectedHeaders.jwt.jwksFile",
+            "not an absolute file path",
+        ),
     ];
     for (spec, path, message) in cases {
         let yaml = format!("{}---\n{}", rp("  host: other\n"), rp(spec));

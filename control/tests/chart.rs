@@ -140,6 +140,11 @@ fn sample_spec(kind: &str) -> Value {
             "sticky": { "cookie": { "name": "gray-user", "ttl": "720h" } },
             "fallback": { "subsets": [{ "from": "v2", "to": "v1" }] },
             "accessLog": { "headers": ["x-swimlane"] },
+            "protectedHeaders": {
+                "gateways": ["edge"],
+                "token": { "header": "x-gray-auth", "secretFile": "/etc/gray/token" },
+                "jwt": { "jwksFile": "/etc/gray/jwks.json", "claim": "groups", "values": ["gray"] },
+            },
         }),
         other => panic!("no sample for {other}"),
     }
@@ -385,6 +390,18 @@ fn crds_define_exactly_the_kinds_and_versions_sluice_loads() {
                 accepted_fields(&api_version, kind, &["outboundTrafficPolicy"]),
                 "MeshConfig outboundTrafficPolicy fields"
             );
+            let propagation: BTreeSet<String> =
+                spec_schema["properties"]["headerPropagation"]["properties"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .cloned()
+                    .collect();
+            assert_eq!(
+                propagation,
+                accepted_fields(&api_version, kind, &["headerPropagation"]),
+                "MeshConfig headerPropagation fields"
+            );
             let modes = strings(&policy["properties"]["mode"]["enum"]);
             assert_eq!(modes, ["ALLOW_ANY", "REGISTRY_ONLY"]);
             for mode in modes {
@@ -456,6 +473,9 @@ fn check_release_policy_schema(spec_schema: &Value, api_version: &str) {
         &["sticky", "cookie"],
         &["fallback"],
         &["accessLog"],
+        &["protectedHeaders"],
+        &["protectedHeaders", "token"],
+        &["protectedHeaders", "jwt"],
     ] {
         let mut node = spec_schema;
         for step in path {

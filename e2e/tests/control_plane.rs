@@ -4,7 +4,8 @@
 //! sluice-proxy takes its config from the discovery stream. Changes made through the API
 //! reach the proxy; it keeps routing while the control plane is down and catches up when
 //! it is back; a bad VirtualService is left out and listed, the rest keeps working; a
-//! MeshConfig in the mesh root namespace (REGISTRY_ONLY) applies to the whole mesh.
+//! MeshConfig in the mesh root namespace (REGISTRY_ONLY) applies to the whole mesh, and a
+//! ReleasePolicy's fallback applies in the proxy it is streamed to.
 
 mod proxy_support;
 
@@ -304,8 +305,38 @@ fn the_mesh_follows_the_kubernetes_api_and_survives_the_control_plane() -> anyho
     )
     .with_context(|| context(&mesh, &control, "REGISTRY_ONLY from sluice-system"))?;
     all(&mesh, "catalog-v1").with_context(|| context(&mesh, &control, "known destinations"))?;
+
+    // (g) A ReleasePolicy streamed to the proxy applies: v2 has no endpoint since (d), so
+    // a route to it falls back to v1, marked.
+    control.apply(&(route_to(Some("v2")) + "---" + FALLBACK))?;
+    eventually("the ReleasePolicy's fallback", TIMEOUT, || {
+        let reply = mesh.curl(CATALOG, &[])?;
+        ensure!(
+            reply.app == "catalog-v1",
+            "{} from {:?}",
+            reply.status,
+            reply.app
+        );
+        ensure!(
+            reply.head.contains("x-sluice-fallback: v2->v1"),
+            "{}",
+            reply.head
+        );
+        Ok(())
+    })
+    .with_context(|| context(&mesh, &control, "ReleasePolicy fallback"))?;
     Ok(())
 }
+
+/// catalog's ReleasePolicy: subset v2 falls back to v1.
+const FALLBACK: &str = "
+apiVersion: sluice.dev/v1alpha1
+kind: ReleasePolicy
+metadata: {name: catalog, namespace: default}
+spec:
+  host: catalog
+  fallback: {subsets: [{from: v2, to: v1}]}
+";
 
 /// A mesh-wide MeshConfig: it lives in the mesh root namespace.
 const REGISTRY_ONLY: &str = "

@@ -4,7 +4,10 @@
 //! hyper (HTTP/1.1 keep-alive and HTTP/2). One set-up walks the five stages of seed 002
 //! (`examples/gateway/stage-*.yaml`) as live changes under a load that sees no failed
 //! request, then host filtering, a VirtualService bound to two Gateways, httpsRedirect, SIMPLE
-//! TLS for two hosts on one port, PASSTHROUGH, the edge headers, and a malformed change.
+//! TLS for two hosts on one port, PASSTHROUGH, the edge headers, a malformed change, and a
+//! ReleasePolicy's protected gray headers (a forged `x-gray-tag` reaches v1; a shared token or
+//! a JWT with the claim lets it reach v2), and sticky users by the client address the
+//! gateway sees.
 
 mod proxy_support;
 
@@ -57,6 +60,89 @@ fn certificates(dir: &Path) {
         std::fs::write(dir.join(format!("{name}-key.pem")), key.serialize_pem()).unwrap();
     }
 }
+
+/// An ES256 signing key, its JWKS written to `dir/jwks.json` (kid `k1`).
+fn jwt_key(dir: &Path) -> jsonwebtoken::EncodingKey {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let pair = KeyPair::generate().unwrap();
+    let raw = pair.public_key_raw();
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256", "use": "sig",
+        "x": b64(&raw[1..33]), "y": b64(&raw[33..65]),
+    }]});
+    std::fs::write(dir.join("jwks.json"), jwks.to_string()).unwrap();
+    jsonwebtoken::EncodingKey::from_ec_der(&pair.serialize_der())
+}
+
+/// A bearer token for `groups`, signed by `key`, valid for ten minutes.
+fn bearer(key: &jsonwebtoken::EncodingKey, groups: &[&str]) -> String {
+    let mut head = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    head.kid = Some("k1".into());
+    let claims = serde_json::json!({
+        "iss": "https://issuer.example",
+        "exp": jsonwebtoken::get_current_timestamp() + 600,
+        "groups": groups,
+    });
+    let jwt = jsonwebtoken::encode(&head, &claims, key).unwrap();
+    format!("Bearer {jwt}")
+}
+
+/// A route by `x-gray-tag: v2` to v2 (else v1), and a ReleasePolicy protecting the gray
+/// headers at the seed's gateway: a token from `dir/token`, or a JWT of group gray-testers.
+fn protected(dir: &Path) -> String {
+    let f = |n: &str| dir.join(n).display().to_string();
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: myapp, namespace: production}}
+spec:
+  hosts: [myapp.example.com]
+  gateways: [istio-system/istio-ingressgateway]
+  http:
+  - match: [{{headers: {{x-gray-tag: {{exact: v2}}}}}}]
+    route: [{{destination: {{host: myapp.production.svc.cluster.local, subset: v2}}}}]
+  - route: [{{destination: {{host: myapp.production.svc.cluster.local, subset: v1}}}}]
+---
+apiVersion: sluice.dev/v1alpha1
+kind: ReleasePolicy
+metadata: {{name: myapp, namespace: production}}
+spec:
+  host: myapp.production.svc.cluster.local
+  protectedHeaders:
+    gateways: [istio-system/istio-ingressgateway]
+    token: {{header: x-gray-auth, secretFile: {token}}}
+    jwt:
+      jwksFile: {jwks}
+      issuer: https://issuer.example
+      claim: groups
+      values: [gray-testers]
+"#,
+        token = f("token"),
+        jwks = f("jwks.json"),
+    )
+}
+
+/// A 50/50 route at the gateway and a ReleasePolicy keeping each client address on its
+/// version.
+const BY_CLIENT_ADDRESS: &str = r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: myapp, namespace: production}
+spec:
+  hosts: [myapp.example.com]
+  gateways: [istio-system/istio-ingressgateway]
+  http:
+  - route:
+    - {destination: {host: myapp.production.svc.cluster.local, subset: v1}, weight: 50}
+    - {destination: {host: myapp.production.svc.cluster.local, subset: v2}, weight: 50}
+---
+apiVersion: sluice.dev/v1alpha1
+kind: ReleasePolicy
+metadata: {name: myapp, namespace: production}
+spec:
+  host: myapp.production.svc.cluster.local
+  sticky: {clientAddress: true}
+"#;
 
 /// The Gateways and VirtualServices besides the stages: `production/public` (a `*` server on
 /// 8080, an httpsRedirect server on 8081, SIMPLE TLS for a and b on 443, PASSTHROUGH on 8443),
@@ -492,5 +578,56 @@ fn the_five_stages_of_seed_002_and_the_edge_on_real_clients() -> anyhow::Result<
         .get("http", MYAPP, 80, "/", &["-H", "x-request-id: given-id"])?
         .seen();
     assert_eq!(seen.headers["x-request-id"], "given-id");
+
+    // Protected gray headers: an outside request cannot route itself by x-gray-tag; the
+    // shared token (never forwarded) or a JWT with the claim can.
+    std::fs::write(certs.0.join("token"), "gray-secret-42\n")?;
+    let signer = jwt_key(&certs.0);
+    gateway.apply("vs.yaml", &protected(&certs.0))?;
+    let forged = [("x-gray-tag", "v2")];
+    assert_eq!(c.app(&forged)?, "myapp-v1", "a forged x-gray-tag");
+    let token = [("x-gray-tag", "v2"), ("x-gray-auth", "gray-secret-42")];
+    assert_eq!(c.app(&token)?, "myapp-v2", "the shared token");
+    let seen = c
+        .get(
+            "http",
+            MYAPP,
+            80,
+            "/",
+            &["-H", "x-gray-tag: v2", "-H", "x-gray-auth: gray-secret-42"],
+        )?
+        .seen();
+    assert_eq!(seen.headers["x-gray-tag"], "v2");
+    assert!(
+        !seen.headers.contains_key("x-gray-auth"),
+        "the token is not forwarded"
+    );
+    let wrong = [("x-gray-tag", "v2"), ("x-gray-auth", "gray-secret-43")];
+    assert_eq!(c.app(&wrong)?, "myapp-v1", "a wrong token");
+    let jwt = bearer(&signer, &["gray-testers"]);
+    assert_eq!(
+        c.app(&[("x-gray-tag", "v2"), ("authorization", &jwt)])?,
+        "myapp-v2",
+        "a JWT"
+    );
+    let other = bearer(&signer, &["staff"]);
+    assert_eq!(
+        c.app(&[("x-gray-tag", "v2"), ("authorization", &other)])?,
+        "myapp-v1",
+        "a JWT without the claim value"
+    );
+
+    // Sticky by client address at the gateway: the address the gateway sees (the client
+    // pod; no trusted proxies), not a forged x-forwarded-for, keeps one version at 50/50.
+    gateway.apply("vs.yaml", BY_CLIENT_ADDRESS)?;
+    let first = c.app(&[])?;
+    for i in 0..20 {
+        let forged = format!("198.51.100.{i}");
+        assert_eq!(
+            c.app(&[("x-forwarded-for", &forged)])?,
+            first,
+            "request {i}"
+        );
+    }
     Ok(())
 }

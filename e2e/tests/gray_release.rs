@@ -169,6 +169,33 @@ fn sticky_users_weight_change_cookie_fallback_and_access_log() -> anyhow::Result
     let reply = mesh.curl(CATALOG, &["-H", &format!("x-user-id: {v2_user}")])?;
     assert_eq!(reply.status, 503, "{reply:?}");
 
+    // v2 failing until outlier detection ejects it: its users land on v1, marked.
+    let ejecting = service_entry("catalog", CATALOG_VIP, "http", 8080, &both)
+        + "apiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\nmetadata: {name: catalog}\nspec:\n  host: catalog\n  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 100, minHealthPercent: 0}\n  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n---\n"
+        + &weighted(70, 30)
+        + &release(BY_USER);
+    mesh.reconfigure(&ejecting)?;
+    let user = ["-H", &format!("x-user-id: {v2_user}")];
+    let failing = mesh.curl(
+        CATALOG,
+        &[&user[..], &["-H", "x-echo-status: 503"]].concat(),
+    )?;
+    assert_eq!(
+        (failing.status, failing.app.as_str()),
+        (503, "catalog-v2"),
+        "{failing:?}"
+    );
+    let reply = eventually("v2 ejected and its users falling back", TIMEOUT, || {
+        let reply = mesh.curl(CATALOG, &user)?;
+        ensure!(reply.app == "catalog-v1", "{reply:?}");
+        Ok(reply)
+    })?;
+    assert!(
+        reply.head.contains("x-sluice-fallback: v2->v1"),
+        "{}",
+        reply.head
+    );
+
     // A cookie the proxy sets names the user from then on.
     let by_cookie = "  sticky: {cookie: {name: gray-user, ttl: 1h, attributes: [SameSite=Lax]}}\n";
     mesh.reconfigure(&config(&both, &weighted(50, 50), &release(by_cookie)))?;

@@ -20,6 +20,7 @@ pub use watch::watch;
 
 use crate::balance::Balancers;
 use crate::cluster::{Breakers, Clusters};
+use crate::gray_guard::EdgeGuards;
 use crate::metrics::ConfigMetrics;
 
 /// Why a config could not be loaded.
@@ -54,6 +55,8 @@ pub struct Snapshot {
     pub balancers: Balancers,
     /// Upstream settings and counters per service, subset and port.
     pub clusters: Clusters,
+    /// Protected gray headers by Gateway (gateway mode).
+    pub guards: EdgeGuards,
 }
 
 impl Snapshot {
@@ -67,11 +70,13 @@ impl Snapshot {
     pub fn build(version: u64, model: Model, breakers: &Breakers) -> Snapshot {
         let balancers = Balancers::build(&model);
         let clusters = Clusters::build(&model, breakers);
+        let guards = EdgeGuards::build(&model);
         Snapshot {
             version,
             model: Arc::new(model),
             balancers,
             clusters,
+            guards,
         }
     }
 }

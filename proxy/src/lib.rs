@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod orig_dst;
 pub mod podinfo;
 pub mod probe;
+pub mod propagate;
 pub mod protocol;
 pub mod route;
 pub mod tcp;
@@ -187,6 +188,8 @@ pub struct Sidecar {
     pub identity: Identity,
     /// Its ports.
     pub ports: Ports,
+    /// Headers carried from inbound requests to the app's outbound ones.
+    pub propagation: propagate::Table,
 }
 
 impl std::fmt::Debug for Sidecar {
@@ -227,6 +230,7 @@ impl Sidecar {
             outliers: balance::Outliers::default(),
             identity,
             ports,
+            propagation: propagate::Table::default(),
         }
     }
 

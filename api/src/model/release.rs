@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::Serialize;
 
 use super::registry::Registry;
 use super::routes::Target;
 use crate::host::fqdn;
 use crate::istio::virtual_service::Destination;
-use crate::release_policy::{ReleasePolicy, Sticky};
+use crate::release_policy::{JwtCheck, ProtectedHeaders, ReleasePolicy, Sticky};
 use crate::resource::{Resource, Spec};
 
 /// The response header that marks a fallback answer unless the policy names another.
@@ -28,6 +29,27 @@ pub struct Release {
     pub fallback: Option<FallbackPlan>,
     /// Request headers (lowercase) logged as access-log fields.
     pub access_log_headers: Vec<String>,
+    /// Protected gray headers at the edge.
+    pub protect: Option<Protect>,
+}
+
+/// The default protected header names (a trailing `*` is a prefix).
+pub const DEFAULT_PROTECTED: [&str; 3] = ["x-gray-*", "x-swimlane", "x-target-version"];
+
+/// Protected gray headers: which gateways, which headers, and the checks that let a
+/// request keep them. Files are read by the proxy.
+#[derive(Debug, Serialize)]
+pub struct Protect {
+    /// Gateways, `namespace/name`.
+    pub gateways: Vec<String>,
+    /// Header names or `prefix*`, lowercase.
+    pub headers: Vec<String>,
+    /// `(header, secret file)` of the shared token.
+    pub token: Option<(String, String)>,
+    /// Trusted client networks.
+    pub trusted: Vec<IpNet>,
+    /// The JWT check.
+    pub jwt: Option<JwtCheck>,
 }
 
 /// The request property that names a user.
@@ -107,6 +129,7 @@ impl Releases {
                 Arc::new(compile(
                     rp,
                     format!("{ns}/{}", r.meta.name),
+                    ns,
                     &host,
                     registry,
                 ))
@@ -120,13 +143,18 @@ impl Releases {
         self.hosts.get(host).map(|r| &**r)
     }
 
+    /// Every release, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Release> {
+        self.hosts.values().map(|r| &**r)
+    }
+
     /// True when no host has a release.
     pub fn is_empty(&self) -> bool {
         self.hosts.is_empty()
     }
 }
 
-fn compile(rp: &ReleasePolicy, name: String, host: &str, registry: &Registry) -> Release {
+fn compile(rp: &ReleasePolicy, name: String, ns: &str, host: &str, registry: &Registry) -> Release {
     let fallback = rp.fallback.as_ref().map(|fb| FallbackPlan {
         header: fb
             .response_header
@@ -153,6 +181,40 @@ fn compile(rp: &ReleasePolicy, name: String, host: &str, registry: &Registry) ->
         access_log_headers: rp.access_log.as_ref().map_or_else(Vec::new, |l| {
             l.headers.iter().map(|h| h.to_ascii_lowercase()).collect()
         }),
+        protect: rp.protected_headers.as_ref().map(|p| protect(p, ns)),
+    }
+}
+
+fn protect(p: &ProtectedHeaders, ns: &str) -> Protect {
+    let headers = if p.headers.is_empty() {
+        DEFAULT_PROTECTED.iter().map(|h| h.to_string()).collect()
+    } else {
+        p.headers.iter().map(|h| h.to_ascii_lowercase()).collect()
+    };
+    Protect {
+        gateways: p
+            .gateways
+            .iter()
+            .map(|g| match g.split_once('/') {
+                Some(_) => g.clone(),
+                None => format!("{ns}/{g}"),
+            })
+            .collect(),
+        headers,
+        token: p
+            .token
+            .as_ref()
+            .map(|t| (t.header.to_ascii_lowercase(), t.secret_file.clone())),
+        trusted: p
+            .trusted_cidrs
+            .iter()
+            .filter_map(|c| {
+                c.parse::<IpNet>()
+                    .ok()
+                    .or_else(|| c.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+            })
+            .collect(),
+        jwt: p.jwt.clone(),
     }
 }
 

@@ -4,7 +4,10 @@ use std::collections::BTreeSet;
 
 use super::Findings;
 use super::fields::{check_header_name, host_problem};
-use crate::release_policy::{AccessLog, Fallback, ReleasePolicy, Sticky, StickyCookie};
+use crate::release_policy::{
+    AccessLog, Fallback, JwtCheck, ProtectedHeaders, ReleasePolicy, Sticky, StickyCookie,
+    TokenCheck,
+};
 
 pub(super) fn check(rp: &ReleasePolicy, f: &mut Findings<'_>) {
     if rp.host.is_empty() {
@@ -34,6 +37,86 @@ pub(super) fn check(rp: &ReleasePolicy, f: &mut Findings<'_>) {
     }
     if let Some(log) = &rp.access_log {
         check_access_log(log, f);
+    }
+    if let Some(p) = &rp.protected_headers {
+        check_protected(p, f);
+    }
+}
+
+fn check_protected(p: &ProtectedHeaders, f: &mut Findings<'_>) {
+    let path = "spec.protectedHeaders";
+    if p.gateways.is_empty() {
+        f.error(
+            &format!("{path}.gateways"),
+            "no gateways: name the Gateways (name or namespace/name) whose requests are guarded",
+        );
+    }
+    for (i, g) in p.gateways.iter().enumerate() {
+        let name = g.rsplit('/').next().unwrap_or_default();
+        if name.is_empty() || g.split('/').count() > 2 || g.contains('*') {
+            f.error(
+                &format!("{path}.gateways[{i}]"),
+                format!("\"{g}\" is not a Gateway name (name or namespace/name)"),
+            );
+        }
+    }
+    for (i, h) in p.headers.iter().enumerate() {
+        let name = h.strip_suffix('*').unwrap_or(h);
+        let ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            f.error(
+                &format!("{path}.headers[{i}]"),
+                format!("\"{h}\" is not a header name or a prefix such as x-gray-*"),
+            );
+        }
+    }
+    if let Some(t) = &p.token {
+        check_token(t, &format!("{path}.token"), f);
+    }
+    for (i, c) in p.trusted_cidrs.iter().enumerate() {
+        let ok = c.parse::<ipnet::IpNet>().is_ok() || c.parse::<std::net::IpAddr>().is_ok();
+        if !ok {
+            f.error(
+                &format!("{path}.trustedCidrs[{i}]"),
+                format!("\"{c}\" is not an address or CIDR (10.0.0.0/8, 2001:db8::/32)"),
+            );
+        }
+    }
+    if let Some(j) = &p.jwt {
+        check_jwt(j, &format!("{path}.jwt"), f);
+    }
+}
+
+fn check_file(file: &str, path: &str, f: &mut Findings<'_>) {
+    if !file.starts_with('/') {
+        f.error(
+            path,
+            format!("\"{file}\" is not an absolute file path (a mounted Secret)"),
+        );
+    }
+}
+
+fn check_token(t: &TokenCheck, path: &str, f: &mut Findings<'_>) {
+    check_header_name(&t.header, &format!("{path}.header"), f);
+    check_file(&t.secret_file, &format!("{path}.secretFile"), f);
+}
+
+fn check_jwt(j: &JwtCheck, path: &str, f: &mut Findings<'_>) {
+    check_file(&j.jwks_file, &format!("{path}.jwksFile"), f);
+    if j.claim.is_empty() {
+        f.error(
+            &format!("{path}.claim"),
+            "claim is required: the claim whose value allows gray headers",
+        );
+    }
+    if j.values.is_empty() {
+        f.error(
+            &format!("{path}.values"),
+            "no values: name the claim values that allow gray headers",
+        );
     }
 }
 

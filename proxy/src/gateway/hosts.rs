@@ -44,6 +44,11 @@ impl Edge {
         }
     }
 
+    /// The port the client connected to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `https` for terminated TLS, else `http`.
     pub fn scheme(&self) -> &'static str {
         if self.server.is_some() {

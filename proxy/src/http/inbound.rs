@@ -53,16 +53,19 @@ impl Inbound {
             upgrade,
             &Settings::default(),
         );
+        let current = self.sidecar.store.current();
+        if let Some(propagation) = current
+            .as_ref()
+            .and_then(|s| s.model.mesh.propagation.as_ref())
+        {
+            self.sidecar.propagation.record(propagation, &parts.headers);
+        }
         let head = forward::head(parts.method, host, path, parts.headers, version);
-        let timeout = parts.extensions.get::<BodyTimeout>().copied();
-        let req = Request::from_parts(head, incoming(body, timeout));
-        let timeout = self
-            .sidecar
-            .store
-            .current()
-            .map_or(std::time::Duration::from_secs(10), |s| {
-                s.model.mesh.connect_timeout
-            });
+        let body_timeout = parts.extensions.get::<BodyTimeout>().copied();
+        let req = Request::from_parts(head, incoming(body, body_timeout));
+        let timeout = current.map_or(std::time::Duration::from_secs(10), |s| {
+            s.model.mesh.connect_timeout
+        });
         let to = super::Upstream {
             addr: self.dst,
             version,

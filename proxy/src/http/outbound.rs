@@ -95,17 +95,34 @@ impl Outbound {
     /// Answers one request.
     pub async fn handle(mut self, mut req: Request<Incoming>) -> Response<Body> {
         let started = Instant::now();
+        let current = self.sidecar.store.current();
         // The one place an edge request is prepared before routing (forwarding headers,
-        // request id); the client address it returns stands in for the peer from here on.
-        if let Router::Edge(edge) = &self.router {
-            self.peer = edge.prepare(req.headers_mut(), self.peer);
+        // request id, protected gray headers); the client address it returns stands in for
+        // the peer from here on.
+        match (&self.router, &current) {
+            (Router::Edge(edge), _) => {
+                self.peer = edge.prepare(req.headers_mut(), self.peer);
+                if let Some(snap) = &current {
+                    snap.guards
+                        .apply(&snap.model, edge.port(), req.headers_mut(), self.peer.ip());
+                }
+            }
+            // A request the app sends while serving one that entered the pod carries that
+            // request's propagated headers (correlated by trace context), before routing.
+            (Router::Sidecar, Some(snap)) => {
+                if let Some(propagation) = &snap.model.mesh.propagation {
+                    self.sidecar
+                        .propagation
+                        .apply(propagation, req.headers_mut());
+                }
+            }
+            (Router::Sidecar, None) => {}
         }
         let authority = forward::authority(req.uri(), req.headers())
             .map_or_else(|| self.dst.to_string(), str::to_string);
-        let snap = self.sidecar.store.current();
-        let mut record = self.record(&req, snap.as_deref());
+        let mut record = self.record(&req, current.as_deref());
         let grpc = respond::is_grpc(req.headers());
-        let resp = match snap {
+        let resp = match current {
             Some(snap) => self.route(&snap, req, authority, &mut record, grpc).await,
             None => respond::error(&ProxyError::NotReady, grpc),
         };
