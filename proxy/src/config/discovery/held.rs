@@ -1,5 +1,6 @@
 //! The resources the control plane sent, by id and in its order: full states replace
-//! them, deltas change them; each document is loaded once, when it arrives.
+//! them, deltas change them; each document is loaded once, when it arrives, and held
+//! once: compiling borrows the loaded resources rather than copying them.
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,18 +14,23 @@ use super::wire::{Entry, Update};
 pub struct Held {
     /// False until the first full state.
     started: bool,
+    /// Every id held, in the control plane's order.
     order: Vec<String>,
+    /// What loading each id's document gave, by id.
     by_id: HashMap<String, Loaded>,
+    /// The resources of the documents that loaded, in `order`'s order: the slice the
+    /// compiler reads.
+    resources: Vec<Resource>,
 }
 
-/// A document loaded with the strict loader of local mode (not validated: the control
-/// plane did, and translated Kubernetes Services take shapes hand-written config may not).
+/// What loading a document with the strict loader of local mode gave (not validated: the
+/// control plane did, and translated Kubernetes Services take shapes hand-written config
+/// may not).
 #[derive(Debug)]
 enum Loaded {
-    Good {
-        resource: Box<Resource>,
-        warnings: Vec<String>,
-    },
+    /// Its resource is in `Held::resources`; the loader's warnings.
+    Good(Vec<String>),
+    /// The loader's errors.
     Bad(Vec<String>),
 }
 
@@ -36,7 +42,10 @@ impl Held {
             self.started = true;
             self.order.clear();
             self.by_id.clear();
-            self.upsert(update.resources);
+            self.resources.clear();
+            let mut loaded = HashMap::new();
+            self.upsert(update.resources, &mut loaded);
+            self.resources = self.in_order(loaded);
             return Ok(());
         }
         if !self.started {
@@ -45,6 +54,26 @@ impl Held {
                 update.version
             ));
         }
+        // The resources by id while the delta changes them (moved, not copied).
+        let good = self
+            .order
+            .iter()
+            .filter(|id| matches!(self.by_id.get(*id), Some(Loaded::Good(_))));
+        let mut loaded: HashMap<String, Resource> = good
+            .cloned()
+            .zip(std::mem::take(&mut self.resources))
+            .collect();
+        let result = self.change(update, &mut loaded);
+        self.resources = self.in_order(loaded);
+        result
+    }
+
+    /// A delta's changes, with the resources held by id in `loaded`.
+    fn change(
+        &mut self,
+        update: Update,
+        loaded: &mut HashMap<String, Resource>,
+    ) -> Result<(), String> {
         for id in &update.remove {
             if self.by_id.remove(id).is_none() {
                 return Err(format!(
@@ -52,10 +81,11 @@ impl Held {
                     update.version
                 ));
             }
+            loaded.remove(id);
         }
         let gone: HashSet<&String> = update.remove.iter().collect();
         self.order.retain(|id| !gone.contains(id));
-        self.upsert(update.upsert);
+        self.upsert(update.upsert, loaded);
         if let Some(order) = update.order {
             let unique: HashSet<&String> = order.iter().collect();
             if unique.len() != order.len()
@@ -72,13 +102,30 @@ impl Held {
         Ok(())
     }
 
-    fn upsert(&mut self, entries: Vec<Entry>) {
+    fn upsert(&mut self, entries: Vec<Entry>, loaded: &mut HashMap<String, Resource>) {
         for entry in entries {
-            let loaded = load(&entry);
-            if self.by_id.insert(entry.id.clone(), loaded).is_none() {
+            let outcome = match load(&entry) {
+                Ok((resource, warnings)) => {
+                    loaded.insert(entry.id.clone(), resource);
+                    Loaded::Good(warnings)
+                }
+                Err(errors) => {
+                    loaded.remove(&entry.id);
+                    Loaded::Bad(errors)
+                }
+            };
+            if self.by_id.insert(entry.id.clone(), outcome).is_none() {
                 self.order.push(entry.id);
             }
         }
+    }
+
+    /// The resources of `loaded` in `order`'s order.
+    fn in_order(&self, mut loaded: HashMap<String, Resource>) -> Vec<Resource> {
+        self.order
+            .iter()
+            .filter_map(|id| loaded.remove(id))
+            .collect()
     }
 
     /// Compiles the resources held for `workload` in `role`: the model and the warnings, or
@@ -88,44 +135,35 @@ impl Held {
         workload: &Workload,
         role: Role,
     ) -> Result<(Model, Vec<String>), Vec<String>> {
-        let mut resources = Vec::with_capacity(self.order.len());
         let (mut warnings, mut errors) = (Vec::new(), Vec::new());
         for loaded in self.order.iter().filter_map(|id| self.by_id.get(id)) {
             match loaded {
-                Loaded::Good {
-                    resource,
-                    warnings: w,
-                } => {
-                    resources.push((**resource).clone());
-                    warnings.extend(w.iter().cloned());
-                }
+                Loaded::Good(w) => warnings.extend(w.iter().cloned()),
                 Loaded::Bad(e) => errors.extend(e.iter().cloned()),
             }
         }
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok((Model::compile_as(&resources, workload, role), warnings))
+        Ok((Model::compile_as(&self.resources, workload, role), warnings))
     }
 }
 
-/// Loads one document; its id names it in diagnostics, as a file name does in local mode.
-fn load(entry: &Entry) -> Loaded {
-    let mut set = load_str(&entry.id, &entry.doc.to_string());
+/// Loads one document: its resource and warnings, or its errors; its id names it in
+/// diagnostics, as a file name does in local mode.
+fn load(entry: &Entry) -> Result<(Resource, Vec<String>), Vec<String>> {
+    let mut set = load_str(&entry.id, &entry.doc);
     if set.has_errors() {
-        return Loaded::Bad(set.errors().map(ToString::to_string).collect());
+        return Err(set.errors().map(ToString::to_string).collect());
     }
     let warnings = set.diagnostics.iter().map(ToString::to_string).collect();
     match (set.resources.pop(), set.resources.is_empty()) {
-        (Some(resource), true) => Loaded::Good {
-            resource: Box::new(resource),
-            warnings,
-        },
-        (None, _) => Loaded::Bad(vec![format!(
+        (Some(resource), true) => Ok((resource, warnings)),
+        (None, _) => Err(vec![format!(
             "{}: the document holds no resource sluice acts on",
             entry.id
         )]),
-        (Some(_), false) => Loaded::Bad(vec![format!(
+        (Some(_), false) => Err(vec![format!(
             "{}: the document holds more than one resource",
             entry.id
         )]),
@@ -146,7 +184,8 @@ mod tests {
                 "kind": "ServiceEntry",
                 "metadata": {"name": id, "namespace": "shop"},
                 "spec": {"hosts": [host], "ports": [{"number": 80, "name": "http"}], "resolution": "NONE"}
-            }),
+            })
+            .to_string(),
         }
     }
 
@@ -220,7 +259,9 @@ mod tests {
     fn a_document_that_does_not_load_fails_the_compile_naming_its_object() {
         let mut held = Held::default();
         let mut bad = entry("kubernetes ServiceEntry shop/bad", "bad.example.com");
-        bad.doc["spec"]["hosts"] = json!("not-a-list");
+        let mut doc: serde_json::Value = serde_json::from_str(&bad.doc).unwrap();
+        doc["spec"]["hosts"] = json!("not-a-list");
+        bad.doc = doc.to_string();
         held.apply(update(1, true, vec![entry("a", "a.example.com"), bad], &[]))
             .unwrap();
         let errors = held
