@@ -1,7 +1,8 @@
 //! The gateway mode through the real `run`, real sockets and a watched config directory:
 //! ports of the Gateways that select its labels, host filtering, VirtualServices bound to
 //! one or two Gateways, the edge headers, HTTP/1.1 and h2c, httpsRedirect, and listeners
-//! opened and closed as the Gateways change while a bad change keeps the last good config.
+//! opened and closed as the Gateways change while a bad change keeps the last good config;
+//! the client limits (a header count beyond the limit answered 431) hold at the edge too.
 
 mod support;
 
@@ -197,6 +198,14 @@ async fn gateway_mode_serves_the_gateways_that_select_it_and_follows_changes() {
     assert_eq!(
         get(edge_addr, "a.wild.test", "/", &[]).await.app(),
         "myapp-v1"
+    );
+    // The edge enforces the client limits too (the shared accept loop and server): more
+    // headers than the default 100 are refused with 431 before any routing.
+    let many: Vec<(String, String)> = (0..120).map(|i| (format!("x-h{i}"), "v".into())).collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(
+        get(edge_addr, "shop.example.com", "/", &many).await.status,
+        431
     );
     for host in ["unknown.test", "own.example.com", "b.wild.test"] {
         let r = get(edge_addr, host, "/", &[]).await;
