@@ -6,6 +6,7 @@
 
 mod app;
 mod edge;
+mod live;
 mod mesh;
 mod report;
 mod steps;
@@ -78,56 +79,63 @@ pub fn run(args: Args) -> ExitCode {
     }
     watch_signals();
     if args.edge {
-        return run_edge(&steps, &bin_dir, args.keep);
+        println!(
+            "sluice demo --edge: seed 002's gray release at the ingress gateway; each stage is a live config change.\n"
+        );
+        return match edge::Edge::start(&bin_dir) {
+            Ok(edge) => walk(&edge, &steps, args.keep),
+            Err(e) => fail(&format!("{e:#}")),
+        };
     }
     report::banner();
-    let mesh = match Mesh::start(&bin_dir) {
-        Ok(mesh) => mesh,
-        Err(e) => return fail(&format!("{e:#}")),
-    };
-    let mut passed = 0;
-    for (i, step) in steps.iter().enumerate() {
-        if stopping() {
-            break;
-        }
-        report::heading(i + 1, steps.len(), step);
-        match mesh.run_step(step) {
-            Ok(true) => passed += 1,
-            Ok(false) => {}
-            Err(e) => report::error(&format!("{e:#}")),
-        }
-    }
-    report::summary(passed, steps.len());
-    if args.keep && !stopping() {
-        report::keep(&mesh);
-        while !stopping() {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-    drop(mesh);
-    if passed == steps.len() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    match Mesh::start(&bin_dir) {
+        Ok(mesh) => walk(&mesh, &steps, args.keep),
+        Err(e) => fail(&format!("{e:#}")),
     }
 }
 
-/// `sluice demo --edge`: the stages through the ingress gateway.
-fn run_edge(steps: &[&Step], bin_dir: &std::path::Path, keep: bool) -> ExitCode {
-    println!(
-        "sluice demo --edge: seed 002's gray release at the ingress gateway; each stage is a live config change.\n"
-    );
-    let edge = match edge::Edge::start(bin_dir) {
-        Ok(edge) => edge,
-        Err(e) => return fail(&format!("{e:#}")),
-    };
+/// What the demo runs its steps on: the sidecar mesh or the edge.
+trait Scenario {
+    /// Applies one step live and checks it; `Ok(false)` when a promise was broken.
+    fn run_step(&self, step: &Step) -> anyhow::Result<bool>;
+    /// Prints how to reach what `--keep` leaves running.
+    fn show_how_to_reach(&self);
+}
+
+impl Scenario for Mesh {
+    fn run_step(&self, step: &Step) -> anyhow::Result<bool> {
+        Mesh::run_step(self, step)
+    }
+
+    fn show_how_to_reach(&self) {
+        report::keep(self);
+    }
+}
+
+impl Scenario for edge::Edge {
+    fn run_step(&self, step: &Step) -> anyhow::Result<bool> {
+        edge::Edge::run_step(self, step)
+    }
+
+    fn show_how_to_reach(&self) {
+        println!(
+            "the gateway keeps running; try:\n  sudo ip netns exec {} curl -H 'x-user-region: beijing' --resolve myapp.example.com:80:{} http://myapp.example.com/\nCtrl-C cleans up.",
+            self.client().netns,
+            self.gateway_ip()
+        );
+    }
+}
+
+/// Runs `steps` on `scenario`, reports them, and with `keep` leaves it running until
+/// Ctrl-C; the scenario is cleaned up when the caller drops it.
+fn walk(scenario: &impl Scenario, steps: &[&Step], keep: bool) -> ExitCode {
     let mut passed = 0;
     for (i, step) in steps.iter().enumerate() {
         if stopping() {
             break;
         }
         report::heading(i + 1, steps.len(), step);
-        match edge.run_step(step) {
+        match scenario.run_step(step) {
             Ok(true) => passed += 1,
             Ok(false) => {}
             Err(e) => report::error(&format!("{e:#}")),
@@ -135,16 +143,11 @@ fn run_edge(steps: &[&Step], bin_dir: &std::path::Path, keep: bool) -> ExitCode 
     }
     report::summary(passed, steps.len());
     if keep && !stopping() {
-        println!(
-            "the gateway keeps running; try:\n  sudo ip netns exec {} curl -H 'x-user-region: beijing' --resolve myapp.example.com:80:{} http://myapp.example.com/\nCtrl-C cleans up.",
-            edge.client().netns,
-            edge.gateway_ip()
-        );
+        scenario.show_how_to_reach();
         while !stopping() {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    drop(edge);
     if passed == steps.len() {
         ExitCode::SUCCESS
     } else {

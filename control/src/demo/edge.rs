@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -16,11 +16,11 @@ use sluice_netns::{Node, Pod, Process};
 use tokio::runtime::Runtime;
 
 use super::app::App;
+use super::live::{self, WAIT};
 use super::mesh::Tally;
 use super::report;
 use super::steps::{Dest, Expect, Step, Traffic};
 
-const WAIT: Duration = Duration::from_secs(20);
 const HOST: &str = "myapp.example.com";
 
 const GATEWAY: &str = include_str!("../../../examples/gateway/gateway.yaml");
@@ -258,26 +258,9 @@ impl Edge {
     }
 
     fn apply(&self, yaml: &str) -> anyhow::Result<()> {
-        let before = self.status()?;
-        let tmp = self.config_dir.join(".vs.yaml.tmp");
-        std::fs::write(&tmp, yaml)?;
-        std::fs::rename(&tmp, self.config_dir.join("vs.yaml"))?;
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let status = self.status()?;
-            if status["version"].as_u64() > before["version"].as_u64() {
-                report::applied(status["version"].as_u64().unwrap_or(0));
-                return Ok(());
-            }
-            if status["last_error"] != before["last_error"] && !status["last_error"].is_null() {
-                bail!("the gateway rejected the config: {}", status["last_error"]);
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "the gateway did not apply the config within {WAIT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        live::apply(&self.config_dir, "vs.yaml", yaml, "the gateway", || {
+            self.status()
+        })
     }
 
     fn status(&self) -> anyhow::Result<Value> {

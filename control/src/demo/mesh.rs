@@ -16,6 +16,7 @@ use sluice_netns::{Node, Pod, Process};
 use tokio::runtime::Runtime;
 
 use super::app::App;
+use super::live::{self, WAIT};
 use super::report;
 use super::steps::{BASE, Dest, Expect, Step, Traffic};
 use crate::config::InjectConfig;
@@ -26,7 +27,6 @@ use crate::inject::{PodRuntime, RunSpec, run_spec};
 pub const CATALOG_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 /// The external host's name.
 pub const EXTERNAL_HOST: &str = "jsonplaceholder.typicode.com";
-const WAIT: Duration = Duration::from_secs(20);
 
 /// Checks what the demo needs before touching anything.
 pub fn preflight(bin_dir: &Path) -> Result<(), String> {
@@ -189,26 +189,9 @@ impl Mesh {
         if std::fs::read_to_string(&path).is_ok_and(|old| old == yaml) {
             return Ok(());
         }
-        let before = self.config_status()?;
-        let tmp = self.config_dir.join(".step.yaml.tmp");
-        std::fs::write(&tmp, yaml)?;
-        std::fs::rename(&tmp, &path)?;
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let status = self.config_status()?;
-            if status["version"].as_u64() > before["version"].as_u64() {
-                report::applied(status["version"].as_u64().unwrap_or(0));
-                return Ok(());
-            }
-            if status["last_error"] != before["last_error"] && !status["last_error"].is_null() {
-                bail!("the proxy rejected the config: {}", status["last_error"]);
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "the proxy did not apply the config within {WAIT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        live::apply(&self.config_dir, "step.yaml", yaml, "the proxy", || {
+            self.config_status()
+        })
     }
 
     fn config_status(&self) -> anyhow::Result<Value> {
