@@ -9,6 +9,7 @@ mod edge;
 mod live;
 mod mesh;
 mod report;
+mod request;
 mod steps;
 
 use std::path::PathBuf;

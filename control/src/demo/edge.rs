@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
-use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use sluice_netns::{Node, Pod, Process};
 use tokio::runtime::Runtime;
@@ -19,6 +17,7 @@ use super::app::App;
 use super::live::{self, WAIT};
 use super::mesh::Tally;
 use super::report;
+use super::request;
 use super::steps::{Dest, Expect, Step, Traffic};
 
 const HOST: &str = "myapp.example.com";
@@ -270,7 +269,7 @@ impl Edge {
     }
 
     fn admin(&self, path: &str, port: u16) -> anyhow::Result<(u16, Bytes)> {
-        get(
+        request::get(
             &self.gateway_rt,
             SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             "localhost",
@@ -284,15 +283,8 @@ impl Edge {
         let mut tally = Tally::default();
         for _ in 0..traffic.requests {
             ensure!(!super::stopping(), "stopped");
-            let (status, body) = get(&self.client_rt, at, HOST, "/", traffic.headers)?;
-            *tally.statuses.entry(status).or_default() += 1;
-            if status == 200 {
-                let version = serde_json::from_slice::<Value>(&body)
-                    .ok()
-                    .and_then(|v| v["version"].as_str().map(str::to_string))
-                    .unwrap_or_else(|| "?".into());
-                *tally.versions.entry(version).or_default() += 1;
-            }
+            let (status, body) = request::get(&self.client_rt, at, HOST, "/", traffic.headers)?;
+            tally.record(status, &body);
         }
         Ok(tally)
     }
@@ -312,33 +304,4 @@ impl Drop for Edge {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.config_dir);
     }
-}
-
-/// One HTTP/1.1 request made on `rt` (a pod's runtime, so from inside that pod).
-fn get(
-    rt: &Runtime,
-    addr: SocketAddr,
-    host: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> anyhow::Result<(u16, Bytes)> {
-    let mut req = hyper::Request::get(path).header("host", host);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let req = req.body(Empty::<Bytes>::new())?;
-    rt.block_on(rt.spawn(async move {
-        let stream =
-            tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
-                .await
-                .context("connect timed out")??;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        let resp =
-            tokio::time::timeout(Duration::from_secs(10), sender.send_request(req)).await??;
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await?.to_bytes();
-        anyhow::Ok((status, body))
-    }))?
 }

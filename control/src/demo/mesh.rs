@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use sluice_netns::{Node, Pod, Process};
 use tokio::runtime::Runtime;
@@ -18,6 +16,7 @@ use tokio::runtime::Runtime;
 use super::app::App;
 use super::live::{self, WAIT};
 use super::report;
+use super::request;
 use super::steps::{BASE, Dest, Expect, Step, Traffic};
 use crate::config::InjectConfig;
 use crate::inject::{Namespace, Outcome, inject};
@@ -225,14 +224,7 @@ impl Mesh {
                 headers.push(("x-user-id", &user));
             }
             let (status, body) = self.get(addr, host, "/", &headers)?;
-            *tally.statuses.entry(status).or_default() += 1;
-            if status == 200 {
-                let version = serde_json::from_slice::<Value>(&body)
-                    .ok()
-                    .and_then(|v| v["version"].as_str().map(str::to_string))
-                    .unwrap_or_else(|| "?".into());
-                *tally.versions.entry(version).or_default() += 1;
-            }
+            tally.record(status, &body);
         }
         Ok(tally)
     }
@@ -245,28 +237,7 @@ impl Mesh {
         path: &str,
         headers: &[(&str, &str)],
     ) -> anyhow::Result<(u16, Bytes)> {
-        let mut req = hyper::Request::get(path).header("host", host);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req.body(Empty::<Bytes>::new())?;
-        self.frontend_rt
-            .block_on(self.frontend_rt.spawn(async move {
-                let stream = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    tokio::net::TcpStream::connect(addr),
-                )
-                .await
-                .context("connect timed out")??;
-                let (mut sender, conn) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-                tokio::spawn(conn);
-                let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
-                    .await??;
-                let status = resp.status().as_u16();
-                let body = resp.into_body().collect().await?.to_bytes();
-                anyhow::Ok((status, body))
-            }))?
+        request::get(&self.frontend_rt, addr, host, path, headers)
     }
 
     fn shadow_count(&self, version: &str, suffix: &str) -> usize {
@@ -324,6 +295,18 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Counts one answer: its status, and for a 200 the `version` its JSON body names.
+    pub fn record(&mut self, status: u16, body: &[u8]) {
+        *self.statuses.entry(status).or_default() += 1;
+        if status == 200 {
+            let version = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v["version"].as_str().map(str::to_string))
+                .unwrap_or_else(|| "?".into());
+            *self.versions.entry(version).or_default() += 1;
+        }
+    }
+
     /// True when the answers keep the batch's promise.
     pub fn keeps(&self, expect: &Expect) -> bool {
         match expect {
