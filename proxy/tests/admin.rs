@@ -2,6 +2,8 @@
 //! draining starts, and `POST /quitquitquit` on the admin port drains the
 //! whole proxy and makes `run` return.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,16 +83,6 @@ async fn readiness_turns_503_when_draining_starts() {
     assert!(draining.await.unwrap(), "drained once the connection ended");
 }
 
-/// A free port on loopback (the kernel's pick, released for the proxy to bind).
-/// `N` distinct free ports: the listeners are held until all are chosen, since a port
-/// released at once may be handed out again by the next bind to port 0.
-fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<std::net::TcpListener> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
-}
-
 #[tokio::test]
 async fn quitquitquit_drains_and_returns() {
     let dir = std::env::temp_dir().join(format!("sluice-proxy-quit-{}", std::process::id()));
@@ -100,7 +92,7 @@ async fn quitquitquit_drains_and_returns() {
         "apiVersion: sluice.dev/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh}\nspec: {}\n",
     )
     .unwrap();
-    let [outbound, inbound, admin, health, metrics] = free_ports();
+    let [outbound, inbound, admin, health, metrics] = support::free_ports();
     let ports = Ports {
         outbound,
         inbound,
@@ -112,15 +104,7 @@ async fn quitquitquit_drains_and_returns() {
         source: sluice_proxy::Source::Files(dir.clone()),
         workload: Workload::default(),
         ports,
-        drain_timeout: Duration::from_secs(5),
-        access_log: false,
-        pod_name: None,
-        app_probes: Default::default(),
-        mode: Default::default(),
-        tproxy_mark: sluice_proxy::listener::DEFAULT_TPROXY_MARK,
-        gateway: Default::default(),
-        app_loopback_ports: Vec::new(),
-        limits: Default::default(),
+        ..support::settings()
     };
     let set_level: admin::SetLevel = Arc::new(|_: &str| Ok(()));
     let running = tokio::spawn(sluice_proxy::run(settings, set_level, "info".into()));

@@ -23,7 +23,7 @@ use sluice_proxy::config::Store;
 use sluice_proxy::config::discovery::{self, Hello, Target};
 use sluice_proxy::metrics::Metrics;
 use sluice_proxy::{Ports, Settings, Source, admin};
-use support::{Proxy, echo_app, get, until};
+use support::{Proxy, echo_app, free_ports, get, until};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -460,16 +460,6 @@ async fn a_lost_control_plane_changes_nothing_and_its_successor_is_followed() {
         .await;
 }
 
-/// `N` distinct free ports on loopback (the kernel's picks, released for the proxy to
-/// bind): the listeners are held until all are chosen, since a port released at once may
-/// be handed out again by the next bind to port 0.
-fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<std::net::TcpListener> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
-}
-
 /// The status of `GET /healthz/ready` on `port`.
 async fn readiness(port: u16) -> Option<u16> {
     let stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
@@ -522,15 +512,8 @@ async fn readiness_waits_for_the_first_version_only() {
         },
         workload: client_workload("default"),
         ports,
-        drain_timeout: Duration::from_secs(5),
-        access_log: false,
         pod_name: Some("web-0".into()),
-        app_probes: Default::default(),
-        mode: Default::default(),
-        tproxy_mark: sluice_proxy::listener::DEFAULT_TPROXY_MARK,
-        gateway: Default::default(),
-        app_loopback_ports: Vec::new(),
-        limits: Default::default(),
+        ..support::settings()
     };
     let set_level: admin::SetLevel = Arc::new(|_: &str| Ok(()));
     let running = tokio::spawn(sluice_proxy::run(settings, set_level, "info".into()));
@@ -602,15 +585,9 @@ async fn a_gateway_serves_what_the_control_plane_streams() {
             health,
             metrics,
         },
-        drain_timeout: Duration::from_secs(5),
-        access_log: false,
         pod_name: Some("ingressgateway-0".into()),
-        app_probes: Default::default(),
         mode: sluice_proxy::listener::Mode::Gateway,
-        tproxy_mark: sluice_proxy::listener::DEFAULT_TPROXY_MARK,
-        gateway: Default::default(),
-        app_loopback_ports: Vec::new(),
-        limits: Default::default(),
+        ..support::settings()
     };
     let set_level: admin::SetLevel = Arc::new(|_: &str| Ok(()));
     tokio::spawn(sluice_proxy::run(settings, set_level, "info".into()));

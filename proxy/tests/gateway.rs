@@ -12,16 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_api::model::Workload;
-use sluice_proxy::{Ports, Settings, admin, gateway, listener};
-use support::{echo_app, get, h2, h2_get};
-
-/// `N` distinct free ports (held until all are chosen).
-fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<std::net::TcpListener> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
-}
+use sluice_proxy::{Ports, Settings, admin, listener};
+use support::{echo_app, free_ports, get, h2, h2_get};
 
 fn backends(v1: SocketAddr, v2: SocketAddr) -> String {
     format!(
@@ -150,15 +142,8 @@ async fn gateway_mode_serves_the_gateways_that_select_it_and_follows_changes() {
             health,
             metrics,
         },
-        drain_timeout: Duration::from_secs(5),
-        access_log: false,
-        pod_name: None,
-        app_probes: Default::default(),
         mode: listener::Mode::Gateway,
-        tproxy_mark: listener::DEFAULT_TPROXY_MARK,
-        gateway: gateway::Options::default(),
-        app_loopback_ports: Vec::new(),
-        limits: Default::default(),
+        ..support::settings()
     };
     let set_level: admin::SetLevel = Arc::new(|_: &str| Ok(()));
     tokio::spawn(sluice_proxy::run(settings, set_level, "info".into()));

@@ -18,19 +18,12 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use sluice_api::model::Workload;
-use sluice_proxy::{Ports, Settings, admin, gateway, listener};
-use support::echo_app;
+use sluice_proxy::{Ports, Settings, admin, listener};
+use support::{echo_app, free_ports};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
-
-fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<std::net::TcpListener> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
-}
 
 /// A CA and the leaves it signs, written as PEM files into `dir`.
 struct Pki {
@@ -259,15 +252,8 @@ spec:
             health,
             metrics,
         },
-        drain_timeout: Duration::from_secs(5),
-        access_log: false,
-        pod_name: None,
-        app_probes: Default::default(),
         mode: listener::Mode::Gateway,
-        tproxy_mark: listener::DEFAULT_TPROXY_MARK,
-        gateway: gateway::Options::default(),
-        app_loopback_ports: Vec::new(),
-        limits: Default::default(),
+        ..support::settings()
     };
     let set_level: admin::SetLevel = Arc::new(|_: &str| Ok(()));
     tokio::spawn(sluice_proxy::run(settings, set_level, "info".into()));

@@ -262,3 +262,31 @@ pub async fn until(what: &str, ready: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// `N` distinct free ports: the listeners are held until all are chosen, since a port
+/// released at once may be handed out again by the next bind to port 0.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+}
+
+/// Settings of a proxy run by a test, to be completed with its `source`, `workload` and
+/// `ports`: a sidecar with a 5 s drain, no access log and every limit at its default.
+pub fn settings() -> sluice_proxy::Settings {
+    sluice_proxy::Settings {
+        source: sluice_proxy::Source::Files(std::path::PathBuf::new()),
+        workload: Workload::default(),
+        ports: sluice_proxy::Ports::default(),
+        drain_timeout: Duration::from_secs(5),
+        access_log: false,
+        pod_name: None,
+        app_probes: Default::default(),
+        mode: Default::default(),
+        tproxy_mark: sluice_proxy::listener::DEFAULT_TPROXY_MARK,
+        gateway: Default::default(),
+        app_loopback_ports: Vec::new(),
+        limits: Default::default(),
+    }
+}
