@@ -2,7 +2,7 @@
 //! ALLOW_ANY, opaque TCP with half-close, a server-first protocol on an
 //! undeclared port without delay, inbound to apps on loopback and on the pod
 //! IP, a DestinationRule's TCP keepalive and idle timeout, and draining on
-//! SIGTERM or `POST /quitquitquit`.
+//! SIGTERM or `POST /quitquitquit`, and running out of file descriptors.
 
 mod proxy_support;
 
@@ -413,5 +413,105 @@ spec:
     );
     let uris: Vec<String> = ext.seen().into_iter().map(|s| s.uri).collect();
     assert_eq!(uris, ["/dns", "/none"]);
+    Ok(())
+}
+
+/// One keep-alive GET on `stream`: the status code, or an error.
+fn keep_alive_get(stream: &mut TcpStream) -> anyhow::Result<u16> {
+    stream.write_all(b"GET /fds HTTP/1.1\r\nHost: catalog\r\n\r\n")?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut status = String::new();
+    reader.read_line(&mut status)?;
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse()?;
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    let code = status.split(' ').nth(1).unwrap_or_default();
+    Ok(code.parse()?)
+}
+
+/// Whether the proxy closed `stream` (end of stream or reset) within `wait`, rather than
+/// leaving it open (accepted and waiting for a request, or unanswered in the listen backlog).
+fn closed_within(stream: &mut TcpStream, wait: Duration) -> anyhow::Result<bool> {
+    stream.set_read_timeout(Some(wait))?;
+    match stream.read(&mut [0; 1]) {
+        Ok(0) => Ok(true),
+        Ok(_) => anyhow::bail!("the proxy said something unasked"),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(true),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[test]
+fn out_of_file_descriptors_established_traffic_flows_and_new_connections_are_closed_at_once()
+-> anyhow::Result<()> {
+    let node = Node::new("proxy_fds")?;
+    let app = http_app(&node, "app", "catalog", "v1", 8080)?;
+    let yaml = service_entry(
+        "catalog",
+        CATALOG_VIP,
+        "http",
+        8080,
+        &[(app.pod.ipv4.into(), "v1")],
+    );
+    // Enough for the proxy's own descriptors (~30) and a few connections.
+    let mesh = Mesh::start_with_fd_limit(&node, &yaml, 48)?;
+    let vip = SocketAddr::from((CATALOG_VIP, 80));
+    mesh.client.run(move || -> anyhow::Result<()> {
+        let mut established = TcpStream::connect_timeout(&vip, TIMEOUT)?;
+        established.set_read_timeout(Some(TIMEOUT))?;
+        assert_eq!(keep_alive_get(&mut established)?, 200);
+        // New connections, held open, until the proxy runs out and closes one at once.
+        let mut pile = Vec::new();
+        let closed = loop {
+            ensure!(pile.len() < 48, "48 connections held open, none closed");
+            let mut stream = TcpStream::connect_timeout(&vip, TIMEOUT)?;
+            if closed_within(&mut stream, Duration::from_millis(200))? {
+                break pile.len();
+            }
+            pile.push(stream);
+        };
+        assert!(closed >= 2, "closed at once after {closed} held");
+        // The next one is closed too, while the established connection is served.
+        let mut next = TcpStream::connect_timeout(&vip, TIMEOUT)?;
+        assert!(closed_within(&mut next, TIMEOUT)?, "closed at once");
+        assert_eq!(
+            keep_alive_get(&mut established)?,
+            200,
+            "established traffic flows"
+        );
+        // Descriptors free again: service resumes by itself.
+        drop(pile);
+        eventually("a new connection to be served", TIMEOUT, || {
+            let mut fresh = TcpStream::connect_timeout(&vip, TIMEOUT)?;
+            fresh.set_read_timeout(Some(TIMEOUT))?;
+            ensure!(keep_alive_get(&mut fresh)? == 200, "not 200");
+            Ok(())
+        })?;
+        Ok(())
+    })?;
+    let metrics = mesh.curl_local(15090, "/metrics")?.1;
+    let refused = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sluice_client_connections_refused_total "))
+        .unwrap_or("0");
+    assert!(refused.parse::<f64>()? >= 2.0, "{refused}");
     Ok(())
 }

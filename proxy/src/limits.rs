@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::LimitMetrics;
@@ -74,9 +75,18 @@ pub struct Gates {
 }
 
 /// A client connection's place in [`ClientLimits::max_connections`], held until it closes
-/// (through an upgrade too).
+/// (through an upgrade too), counted in the open connections meanwhile.
 #[derive(Debug)]
-pub struct ConnectionPermit(#[expect(dead_code, reason = "held, never read")] OwnedSemaphorePermit);
+pub struct ConnectionPermit {
+    _place: OwnedSemaphorePermit,
+    open: Gauge,
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
+}
 
 /// A request's place in [`ClientLimits::max_requests`], held until its response has been sent.
 #[derive(Debug)]
@@ -95,11 +105,15 @@ impl Gates {
 
     /// A place for a new connection, if one is free (else counted as refused).
     pub fn connection(&self) -> Option<ConnectionPermit> {
-        let permit = self.connections.clone().try_acquire_owned().ok();
-        if permit.is_none() {
+        let Ok(place) = self.connections.clone().try_acquire_owned() else {
             self.counts.connections_refused.inc();
-        }
-        permit.map(ConnectionPermit)
+            return None;
+        };
+        self.counts.connections_open.inc();
+        Some(ConnectionPermit {
+            _place: place,
+            open: self.counts.connections_open.clone(),
+        })
     }
 
     /// A place for a new request, if one is free (else counted as shed).
@@ -109,11 +123,6 @@ impl Gates {
             self.counts.requests_shed.inc();
         }
         permit.map(RequestPermit)
-    }
-
-    /// Client connections open now.
-    pub fn connections_open(&self) -> usize {
-        self.limits.max_connections - self.connections.available_permits()
     }
 }
 
@@ -132,8 +141,9 @@ mod tests {
         let gates = Gates::new(limits, counts.clone());
         let (a, b) = (gates.connection().unwrap(), gates.connection().unwrap());
         assert!(gates.connection().is_none());
-        assert_eq!(gates.connections_open(), 2);
+        assert_eq!(counts.connections_open.get(), 2);
         drop(a);
+        assert_eq!(counts.connections_open.get(), 1);
         assert!(gates.connection().is_some());
         drop(b);
         let r = gates.request().unwrap();

@@ -1,10 +1,12 @@
 //! Listening sockets and accept loops: IPv4 and, where the pod has it, IPv6
 //! on separate sockets; each connection runs on its own task and holds a
 //! drain watch and a place in the connection limit until it is done; a panic in it ends
-//! that connection only, and is counted.
+//! that connection only, and is counted. Out of file descriptors, new connections are closed
+//! at once rather than left waiting ([`spare_fd`]).
 
 pub mod inbound;
 pub mod outbound;
+mod spare_fd;
 
 use std::future::Future;
 use std::io;
@@ -140,6 +142,7 @@ pub async fn accept_until<H, F>(
     F: Future<Output = ()> + Send + 'static,
 {
     let local = listener.local_addr().ok();
+    spare_fd::reserve();
     let mut stop = std::pin::pin!(stop);
     loop {
         let accepted = tokio::select! {
@@ -166,8 +169,15 @@ pub async fn accept_until<H, F>(
                     drop(permit);
                 });
             }
+            Err(e) if spare_fd::is_exhaustion(&e) && spare_fd::refuse_one(&listener) => {
+                gates.counts.connections_refused.inc();
+                tracing::warn!(
+                    ?local,
+                    "out of file descriptors: a new connection was closed"
+                );
+            }
             Err(e) => {
-                // Out of file descriptors and the like: pause rather than spin.
+                // Out of descriptors with no spare, and the like: pause rather than spin.
                 tracing::warn!(?local, "accept failed: {e}");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }

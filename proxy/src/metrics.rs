@@ -136,8 +136,11 @@ pub struct ConfigMetrics {
 /// What the client-facing limits turned away, and connection tasks that panicked.
 #[derive(Clone, Debug, Default)]
 pub struct LimitMetrics {
-    /// Client connections closed at once: the connection limit was reached.
+    /// Client connections closed at once: the connection limit was reached, or the process
+    /// was out of file descriptors.
     pub connections_refused: Counter,
+    /// Client connections open now.
+    pub connections_open: Gauge,
     /// Requests answered 503 at once: the limit of requests in flight was reached.
     pub requests_shed: Counter,
     /// Connection tasks that panicked (the task was dropped; the proxy served on).
@@ -166,6 +169,8 @@ pub struct Metrics {
     pub config: ConfigMetrics,
     /// Limits and panics.
     pub limits: LimitMetrics,
+    /// Tasks alive on the runtime serving the metrics, read when they are encoded.
+    tasks: Gauge,
     access_log: bool,
 }
 
@@ -196,8 +201,19 @@ impl Metrics {
         let limits = LimitMetrics::default();
         registry.register(
             "client_connections_refused",
-            "Client connections closed at once: the connection limit was reached",
+            "Client connections closed at once: the connection limit was reached, or the process was out of file descriptors",
             limits.connections_refused.clone(),
+        );
+        registry.register(
+            "client_connections_open",
+            "Client connections open now",
+            limits.connections_open.clone(),
+        );
+        let tasks = Gauge::default();
+        registry.register(
+            "runtime_alive_tasks",
+            "Tasks alive on the proxy's runtime (connections, pools, watchers): a leak shows here",
+            tasks.clone(),
         );
         registry.register(
             "requests_shed",
@@ -287,12 +303,17 @@ impl Metrics {
             request_handles: RwLock::default(),
             config,
             limits,
+            tasks,
             access_log,
         }
     }
 
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let alive = runtime.metrics().num_alive_tasks();
+            self.tasks.set(i64::try_from(alive).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -159,7 +159,7 @@ async fn connections_beyond_the_cap_are_closed_and_those_under_it_served() {
     // One closed: once the proxy has seen it go, a new connection is under the cap and served.
     drop(held.pop());
     support::until("a place freed under the cap", || {
-        proxy.sidecar.gates.connections_open() < 2
+        proxy.sidecar.gates.counts.connections_open.get() < 2
     })
     .await;
     assert_eq!(get(addr, "catalog", "/", &[]).await.status, 200);

@@ -183,7 +183,13 @@ impl Mesh {
         hosts: &[(IpAddr, &str)],
         capture: Capture,
     ) -> anyhow::Result<Mesh> {
-        Mesh::start_from(node, Source::Files(yaml), extra_args, hosts, capture)
+        Mesh::start_from(node, Source::Files(yaml), extra_args, hosts, capture, None)
+    }
+
+    /// Like [`Mesh::start`], the proxy allowed at most `nofile` open file descriptors.
+    pub fn start_with_fd_limit(node: &Node, yaml: &str, nofile: u32) -> anyhow::Result<Mesh> {
+        let capture = Capture::Redirect;
+        Mesh::start_from(node, Source::Files(yaml), &[], &[], capture, Some(nofile))
     }
 
     /// Like [`Mesh::start_with_hosts`], the config streamed from the control plane at
@@ -193,7 +199,14 @@ impl Mesh {
         url: &str,
         hosts: &[(IpAddr, &str)],
     ) -> anyhow::Result<Mesh> {
-        Mesh::start_from(node, Source::Discovery(url), &[], hosts, Capture::Redirect)
+        Mesh::start_from(
+            node,
+            Source::Discovery(url),
+            &[],
+            hosts,
+            Capture::Redirect,
+            None,
+        )
     }
 
     fn start_from(
@@ -202,6 +215,7 @@ impl Mesh {
         extra_args: &[&str],
         hosts: &[(IpAddr, &str)],
         capture: Capture,
+        nofile: Option<u32>,
     ) -> anyhow::Result<Mesh> {
         let client = node.pod("client")?;
         client.set_hosts(hosts)?;
@@ -215,9 +229,16 @@ impl Mesh {
             "sluice-init: {}",
             String::from_utf8_lossy(&init.stderr)
         );
-        let mut cmd = match capture {
-            Capture::Redirect => client.command_as(1337, 1337, binary("sluice-proxy")),
-            Capture::Tproxy => {
+        let mut cmd = match (capture, nofile) {
+            (Capture::Redirect, None) => client.command_as(1337, 1337, binary("sluice-proxy")),
+            // prlimit lowers its own limit (no privilege needed), then runs the proxy.
+            (Capture::Redirect, Some(nofile)) => {
+                let mut cmd = client.command_as(1337, 1337, "prlimit");
+                cmd.arg(format!("--nofile={nofile}:{nofile}"))
+                    .arg(binary("sluice-proxy"));
+                cmd
+            }
+            (Capture::Tproxy, _) => {
                 // Ambient, so the capability survives the change to uid 1337 and the exec.
                 let mut cmd = client.command("setpriv");
                 cmd.args([

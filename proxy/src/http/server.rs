@@ -3,25 +3,21 @@
 //! once the requests in flight reach their limit).
 
 use std::convert::Infallible;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use bytes::Bytes;
 use http_body_util::BodyExt as _;
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use sluice_conn_idle::{Guarded, Idle};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::timed::BodyTimeout;
 use super::upgrade::Tunnels;
-use super::{Body, BoxError, respond};
+use super::{Body, respond};
 use crate::drain;
-use crate::limits::{ClientLimits, Gates, RequestPermit};
+use crate::limits::{ClientLimits, Gates};
 
 /// Serves one client connection, HTTP/1.1 or HTTP/2 (prior knowledge), with WebSocket
 /// upgrades, within `gates`; when draining starts, or once the connection has had no
@@ -33,7 +29,7 @@ where
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let limits = &gates.limits;
-    let idle = Arc::new(Idle::new());
+    let idle = Idle::new();
     let tunnels = Tunnels::new(drain.clone(), gates.clone());
     let (shed, busy) = (gates.clone(), idle.clone());
     let body_timeout = BodyTimeout(limits.body_read_timeout);
@@ -49,10 +45,7 @@ where
                 _ => (overloaded(), None),
             };
             let (parts, body) = resp.into_parts();
-            let held = Held {
-                inner: body,
-                _held: (guard, permit),
-            };
+            let held = Guarded::new(body, (guard, permit));
             Ok::<_, Infallible>(Response::from_parts(parts, held.boxed_unsync()))
         }
     });
@@ -104,80 +97,4 @@ fn overloaded() -> Response<Body> {
         http::HeaderValue::from_static("overloaded"),
     );
     resp
-}
-
-/// Whether a connection has requests in flight, and since when it has had none.
-#[derive(Debug)]
-struct Idle {
-    in_flight: AtomicUsize,
-    since: Mutex<Instant>,
-}
-
-/// A request in flight on a connection, until its response body is done.
-#[derive(Debug)]
-struct Busy(Arc<Idle>);
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            *self.0.since.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
-        }
-    }
-}
-
-impl Idle {
-    fn new() -> Idle {
-        Idle {
-            in_flight: AtomicUsize::new(0),
-            since: Mutex::new(Instant::now()),
-        }
-    }
-
-    fn start(self: &Arc<Self>) -> Busy {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        Busy(self.clone())
-    }
-
-    /// Resolves once no request has been in flight for `limit`.
-    async fn idle_for(&self, limit: Duration) {
-        loop {
-            let since = *self.since.lock().unwrap_or_else(PoisonError::into_inner);
-            let busy = self.in_flight.load(Ordering::Acquire) > 0;
-            if !busy && since.elapsed() >= limit {
-                return;
-            }
-            let next = if busy {
-                Instant::now() + limit
-            } else {
-                since + limit
-            };
-            tokio::time::sleep_until(next.into()).await;
-        }
-    }
-}
-
-/// A response body holding its request's place in the limits until it is done.
-struct Held {
-    inner: Body,
-    _held: (Busy, Option<RequestPermit>),
-}
-
-impl hyper::body::Body for Held {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }
