@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use sluice_api::host::ClusterDomain;
 use sluice_control::run::{self, Options};
 
 /// The sluice control plane. The webhook (`--listen`): `POST /inject` (AdmissionReview v1),
@@ -61,10 +62,10 @@ struct Args {
     #[arg(
         long,
         env = "SLUICE_CLUSTER_DOMAIN",
-        default_value = "cluster.local",
+        default_value_t = ClusterDomain::default(),
         value_name = "DOMAIN"
     )]
-    cluster_domain: String,
+    cluster_domain: ClusterDomain,
     /// Log filter (`info`, `debug`, `sluice_control=debug`...).
     #[arg(
         long,

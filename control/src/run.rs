@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use sluice_api::host::ClusterDomain;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -28,7 +29,7 @@ pub struct Options {
     /// The kubeconfig; else as kubectl finds a cluster.
     pub kubeconfig: Option<PathBuf>,
     /// The cluster's DNS domain.
-    pub cluster_domain: String,
+    pub cluster_domain: ClusterDomain,
 }
 
 /// Runs the control plane until `shutdown` completes. Fails only when the config or the

@@ -1296,7 +1296,10 @@ fn check_rendered_injector(test: &str, docs: &[Value], ca_pem: &[u8], pod_ns: &s
         .build()
         .unwrap();
     runtime.block_on(async {
-        for name in [host.clone(), format!("{host}.cluster.local")] {
+        let args =
+            strings(&one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]);
+        let domain = flag(&args, "--cluster-domain");
+        for name in [host.clone(), format!("{host}.{domain}")] {
             let (status, body) = https(addr, ca_pem, &name, "GET", "/healthz", Vec::new()).await;
             assert_eq!((status, body.as_slice()), (200, b"ok\n".as_slice()), "{name}");
         }
@@ -1494,6 +1497,7 @@ fn values_reach_the_injector_and_the_webhook() {
         },
         "webhook": { "failurePolicy": "Ignore", "excludeNamespaces": ["legacy"] },
         "metrics": { "podAnnotations": false },
+        "clusterDomain": "corp.internal",
     });
     values["injector"]["discovery"] = json!({ "port": 15100, "caConfigMap": "mesh-ca" });
     // Another release name and namespace: every name follows.
@@ -1512,6 +1516,7 @@ fn values_reach_the_injector_and_the_webhook() {
     // limit unset instead of putting its default back.
     wanted.proxy.resources.limits.memory = None;
     wanted.capture.exclude_outbound_cidrs = "169.254.169.254/32".into();
+    wanted.cluster_domain = "corp.internal".parse().unwrap();
     wanted.discovery = Some(DiscoveryConfig {
         address: "mesh-sluice-control.mesh-system.svc:15100".into(),
         ca_config_map: "mesh-ca".into(),
@@ -1530,6 +1535,7 @@ fn values_reach_the_injector_and_the_webhook() {
     let args = strings(&deployment["spec"]["template"]["spec"]["containers"][0]["args"]);
     assert_eq!(flag(&args, "--listen"), "[::]:9443");
     assert_eq!(flag(&args, "--discovery-listen"), "[::]:15100");
+    assert_eq!(flag(&args, "--cluster-domain"), "corp.internal");
     assert!(
         deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"].is_null()
     );
@@ -1543,6 +1549,7 @@ fn values_reach_the_injector_and_the_webhook() {
         proxy_env(&pod)["SLUICE_DISCOVERY"],
         "https://mesh-sluice-control.mesh-system.svc:15100"
     );
+    assert_eq!(proxy_env(&pod)["SLUICE_CLUSTER_DOMAIN"], "corp.internal");
     assert_eq!(
         status["images"]["sluice-proxy"],
         "registry.example.com/sluice-proxy:test"
