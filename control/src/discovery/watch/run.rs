@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Debug;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,8 @@ use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 use sluice_api::diagnostic::{Diagnostic, Severity};
-use tokio::sync::mpsc::{self, UnboundedSender};
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinError, JoinSet};
 use tokio::time::{Instant, sleep_until};
 use tracing::Instrument;
@@ -24,16 +26,31 @@ use super::build::{Built, Objects, build};
 use super::metrics::Metrics;
 use super::reflect::{self, Kind, Signal};
 use super::served::{self, Served};
-use super::{Settings, slim, with_causes};
+use super::{Settings, Workloads, slim, with_causes};
 use crate::discovery::state::{ClusterConfig, Publisher, Rejection};
 
 /// The built-in kinds, watched from the start.
 const CORE_KINDS: [&str; 4] = ["Service", "EndpointSlice", "Pod", "Namespace"];
 
-/// Runs discovery until the task is aborted.
-pub async fn run(client: Client, settings: Settings, publisher: Publisher, metrics: Arc<Metrics>) {
-    let (signals, mut received) = mpsc::unbounded_channel();
-    let mut state = State::start(client, settings, publisher, metrics, signals);
+/// Starts the watchers and returns their Namespaces and Pods, and the loop that runs
+/// discovery until its task is aborted.
+pub fn run(
+    client: Client,
+    settings: Settings,
+    publisher: Publisher,
+    metrics: Arc<Metrics>,
+) -> (Workloads, impl Future<Output = ()>) {
+    let (signals, received) = mpsc::unbounded_channel();
+    let state = State::start(client, settings, publisher, metrics, signals);
+    let workloads = Workloads {
+        namespaces: state.namespaces.clone(),
+        pods: state.pods.clone(),
+        changed: state.changed.subscribe(),
+    };
+    (workloads, rebuild_loop(state, received))
+}
+
+async fn rebuild_loop(mut state: State, mut received: UnboundedReceiver<Signal>) {
     let mut discovering = JoinSet::new();
     // At most one rebuild at a time, on the blocking pool: changes that come meanwhile
     // wait for the next.
@@ -108,6 +125,8 @@ struct State {
     /// API discoveries failed in a row.
     failures: u32,
     pending: Option<Pending>,
+    /// Told of every change the watchers see (for [`Workloads::changed`]).
+    changed: watch::Sender<()>,
     /// The diagnostics already logged (by text), so each is logged once.
     logged: HashSet<String>,
 }
@@ -141,11 +160,13 @@ impl State {
             discover_at: Some(Instant::now()),
             failures: 0,
             pending: None,
+            changed: watch::Sender::new(()),
             logged: HashSet::new(),
         }
     }
 
     fn signal(&mut self, signal: Signal) {
+        self.changed.send_replace(());
         match signal {
             Signal::Changed => {}
             Signal::Listed(kind) => {
