@@ -22,7 +22,7 @@ use tokio::task::{AbortHandle, JoinError, JoinSet};
 use tokio::time::{Instant, sleep_until};
 use tracing::Instrument;
 
-use super::build::{Built, Objects, build};
+use super::build::{Built, Objects, Translations, build};
 use super::metrics::Metrics;
 use super::reflect::{self, Kind, Signal};
 use super::served::{self, Served};
@@ -98,6 +98,8 @@ struct Pending {
 /// What a rebuild made, and from how much.
 struct Rebuilt {
     built: Built,
+    /// The translations, for the next rebuild.
+    translations: Translations,
     /// True when it equals the last version published.
     unchanged: bool,
     services: usize,
@@ -125,6 +127,8 @@ struct State {
     /// API discoveries failed in a row.
     failures: u32,
     pending: Option<Pending>,
+    /// The Services' translations of the last rebuild; away while a rebuild runs.
+    translations: Option<Translations>,
     /// Told of every change the watchers see (for [`Workloads::changed`]).
     changed: watch::Sender<()>,
     /// The diagnostics already logged (by text), so each is logged once.
@@ -160,6 +164,7 @@ impl State {
             discover_at: Some(Instant::now()),
             failures: 0,
             pending: None,
+            translations: Some(Translations::default()),
             changed: watch::Sender::new(()),
             logged: HashSet::new(),
         }
@@ -258,16 +263,19 @@ impl State {
             custom: self.custom.values().flat_map(|c| c.store.state()).collect(),
         };
         let settings = self.settings.translate.clone();
-        // Only this loop publishes, one rebuild at a time: this stays the last version.
+        // Only this loop publishes, one rebuild at a time: this stays the last version. A
+        // rebuild that failed took the translations with it: the next starts afresh.
         let last = self.publisher.borrow().clone();
+        let mut translations = self.translations.take().unwrap_or_default();
         Some(move || {
             let started = Instant::now();
-            let built = build(&objects, &settings);
+            let built = build(&objects, &settings, &mut translations);
             let unchanged = last.synced()
                 && last.resources == built.resources
                 && last.rejected == built.rejected;
             Rebuilt {
                 built,
+                translations,
                 unchanged,
                 services: objects.services.len(),
                 pods: objects.pods.len(),
@@ -280,11 +288,14 @@ impl State {
     fn publish(&mut self, rebuilt: Rebuilt) {
         let Rebuilt {
             built,
+            translations,
             unchanged,
             services,
             pods,
             took,
         } = rebuilt;
+        let translated = translations.made();
+        self.translations = Some(translations);
         self.log_diagnostics(&built.diagnostics);
         if unchanged {
             tracing::debug!("rebuilt the mesh config: no change");
@@ -304,6 +315,7 @@ impl State {
             services,
             pods,
             namespaces = self.namespaces.len(),
+            translated,
             ?took,
             "published a new version of the mesh config"
         );
