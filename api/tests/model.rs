@@ -66,10 +66,10 @@ fn short_names_expand_in_the_workloads_cluster_domain() {
         "the DestinationRule applies"
     );
     let vhost = m.routes.lookup("catalog.shop.svc.corp.internal").unwrap();
-    let HttpAction::Route(targets) = &vhost.http[2].action else {
+    let HttpAction::Route(targets) = &vhost.http.last().unwrap().action else {
         panic!("route")
     };
-    let target = targets.pick().unwrap().0;
+    let target = &targets.pick().unwrap().0;
     assert_eq!(target.host, "catalog.shop.svc.corp.internal");
     assert_eq!(target.service, Some(id));
     assert!(
