@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::host::ClusterDomain;
 use crate::mesh_config::{MeshConfig, OutboundMode};
 use crate::resource::{Resource, Spec};
 
@@ -35,6 +36,8 @@ pub use routes::{Delegates, RouteTables, VirtualHost};
 pub struct Workload {
     /// The workload's namespace; short host names resolve against it.
     pub namespace: String,
+    /// The cluster's DNS domain, which short host names resolve in.
+    pub cluster_domain: ClusterDomain,
     /// The workload's labels.
     pub labels: BTreeMap<String, String>,
 }
@@ -157,7 +160,7 @@ impl Model {
             Spec::MeshConfig(mc) => Some(mc),
             _ => None,
         });
-        let registry = Registry::build(resources);
+        let registry = Registry::build(resources, &workload.cluster_domain);
         let routes = RouteTables::build(resources, &delegates, &registry, workload);
         let edge = match role {
             Role::Sidecar => edge::Edge::default(),

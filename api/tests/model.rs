@@ -46,6 +46,39 @@ spec:
     - {destination: {host: catalog, subset: version-v2}, weight: 10}
 "#;
 
+#[test]
+fn short_names_expand_in_the_workloads_cluster_domain() {
+    let mut set = load_str("mesh.yaml", MESH);
+    validate::validate(&mut set);
+    let workload = Workload {
+        namespace: "shop".into(),
+        cluster_domain: "corp.internal".parse().unwrap(),
+        ..Workload::default()
+    };
+    let m = Model::compile(&set.resources, &workload);
+    let id = m
+        .registry
+        .by_host("catalog.shop.svc.corp.internal")
+        .unwrap();
+    assert_eq!(
+        m.registry.get(id).subsets.len(),
+        2,
+        "the DestinationRule applies"
+    );
+    let vhost = m.routes.lookup("catalog.shop.svc.corp.internal").unwrap();
+    let HttpAction::Route(targets) = &vhost.http.last().unwrap().action else {
+        panic!("route")
+    };
+    let target = &targets.pick().unwrap().0;
+    assert_eq!(target.host, "catalog.shop.svc.corp.internal");
+    assert_eq!(target.service, Some(id));
+    assert!(
+        m.registry
+            .by_host("catalog.shop.svc.cluster.local")
+            .is_none()
+    );
+}
+
 fn model() -> Model {
     let mut set = load_str("mesh.yaml", MESH);
     validate::validate(&mut set);
@@ -53,6 +86,7 @@ fn model() -> Model {
     let workload = Workload {
         namespace: "shop".into(),
         labels: [("app".into(), "frontend".into())].into(),
+        cluster_domain: Default::default(),
     };
     Model::compile(&set.resources, &workload)
 }
@@ -174,6 +208,7 @@ spec:
     let workload = Workload {
         namespace: "elsewhere".into(),
         labels: Default::default(),
+        cluster_domain: Default::default(),
     };
     let m = Model::compile(&set.resources, &workload);
     let vhost = m.routes.lookup("catalog.shop.svc.cluster.local").unwrap();
@@ -238,6 +273,7 @@ spec:
         let workload = Workload {
             namespace: namespace.into(),
             labels: Default::default(),
+            cluster_domain: Default::default(),
         };
         Model::compile(&set.resources, &workload)
     };
@@ -281,6 +317,7 @@ spec:
         let workload = Workload {
             namespace: namespace.into(),
             labels: [("app".into(), app.into())].into(),
+            cluster_domain: Default::default(),
         };
         let m = Model::compile(&set.resources, &workload);
         let id = m

@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use sluice_api::host::ClusterDomain;
 
 use crate::inject::capture::{self, ListKind};
 use crate::inject::resources;
@@ -36,6 +37,14 @@ pub struct InjectConfig {
     /// it; when absent, from the ConfigMap `sluice-mesh-config` of their namespace.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub discovery: Option<DiscoveryConfig>,
+    /// The cluster's DNS domain, given to the proxies (`SLUICE_CLUSTER_DOMAIN`) when it is
+    /// not `cluster.local`: short host names expand in it.
+    #[serde(skip_serializing_if = "is_default_domain")]
+    pub cluster_domain: ClusterDomain,
+}
+
+fn is_default_domain(domain: &ClusterDomain) -> bool {
+    *domain == ClusterDomain::default()
 }
 
 /// Where injected proxies reach the control plane's discovery stream, and how they trust it.
@@ -147,6 +156,7 @@ impl Default for InjectConfig {
             rewrite_probes: true,
             prometheus_annotations: true,
             discovery: None,
+            cluster_domain: ClusterDomain::default(),
         }
     }
 }

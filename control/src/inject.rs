@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 
 use crate::config::InjectConfig;
 use capture::Capture;
-pub use policy::Skip;
+pub use policy::{SYSTEM_NAMESPACES, Skip};
 pub use run::{PodRuntime, Process, RunSpec, run_spec};
 pub use status::{Mode, Status};
 pub use uninject::uninject;

@@ -1,6 +1,7 @@
 //! The sluice control plane (admission webhook, discovery and its stream) and the `sluice` CLI.
 #![forbid(unsafe_code)]
 
+pub mod ca_bundle;
 pub mod cli;
 pub mod config;
 pub mod demo;

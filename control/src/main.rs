@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use sluice_api::host::ClusterDomain;
 use sluice_control::run::{self, Options};
 
 /// The sluice control plane. The webhook (`--listen`): `POST /inject` (AdmissionReview v1),
@@ -41,6 +42,16 @@ struct Args {
         requires = "tls_cert"
     )]
     tls_key: Option<PathBuf>,
+    /// The CA of the serving certificate (PEM), kept in the ConfigMap `discovery.caConfigMap`
+    /// (key `ca.crt`) of every injected namespace for the proxies to trust the stream;
+    /// re-read when it changes. Without it the ConfigMaps are made by hand.
+    #[arg(
+        long,
+        env = "SLUICE_CA_CERT",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    ca_cert: Option<PathBuf>,
     /// Injector config (YAML: images, ports, resources, capture defaults, sidecar mode);
     /// built-in defaults when not given.
     #[arg(long, env = "SLUICE_CONFIG", value_name = "FILE")]
@@ -61,10 +72,10 @@ struct Args {
     #[arg(
         long,
         env = "SLUICE_CLUSTER_DOMAIN",
-        default_value = "cluster.local",
+        default_value_t = ClusterDomain::default(),
         value_name = "DOMAIN"
     )]
-    cluster_domain: String,
+    cluster_domain: ClusterDomain,
     /// Log filter (`info`, `debug`, `sluice_control=debug`...).
     #[arg(
         long,
@@ -85,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
     let options = Options {
         listen: args.listen,
         tls: args.tls_cert.zip(args.tls_key),
+        ca_cert: args.ca_cert,
         config: args.config,
         discovery_listen: args.discovery_listen,
         kubeconfig: args.kubeconfig,

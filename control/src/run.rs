@@ -7,10 +7,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use sluice_api::host::ClusterDomain;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::InjectConfig;
+use crate::ca_bundle::{self, CaBundle};
 use crate::discovery::{self, state, stream, translate};
 use crate::webhook::{self, CertStore, Injector};
 
@@ -21,6 +23,8 @@ pub struct Options {
     pub listen: SocketAddr,
     /// The serving certificate and its key (PEM); plain HTTP on both ports without them.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The CA of the certificate, kept in each injected namespace's CA ConfigMap.
+    pub ca_cert: Option<PathBuf>,
     /// The injector config file; built-in defaults without it.
     pub config: Option<PathBuf>,
     /// The discovery stream's address.
@@ -28,7 +32,7 @@ pub struct Options {
     /// The kubeconfig; else as kubectl finds a cluster.
     pub kubeconfig: Option<PathBuf>,
     /// The cluster's DNS domain.
-    pub cluster_domain: String,
+    pub cluster_domain: ClusterDomain,
 }
 
 /// Runs the control plane until `shutdown` completes. Fails only when the config or the
@@ -50,6 +54,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
         config = %serde_json::to_string(&config)?,
         "starting sluice-control"
     );
+    let config_at_start = config.clone();
     let injector = Arc::new(Injector::new(config, options.config.clone(), certs));
     let _watcher =
         webhook::watch(injector.clone()).context("cannot watch the cert and config files")?;
@@ -71,6 +76,9 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
 
     let (publisher, subscriber) = state::channel();
     let watchers = start_discovery(&options, &injector, publisher).await;
+    let ca_bundle = watchers
+        .as_ref()
+        .and_then(|watchers| start_ca_bundle(&options, &config_at_start, &injector, watchers));
     let stream_task = watchers.as_ref().map(|_| {
         let discovery = stream::Discovery::new(subscriber);
         injector.expose(discovery.metrics());
@@ -88,6 +96,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> anyhow
     if let Some(task) = stream_task {
         task.await.context("the discovery stream task failed")??;
     }
+    drop(ca_bundle);
     drop(watchers);
     tracing::info!("stopped");
     Ok(())
@@ -126,6 +135,34 @@ async fn start_discovery(
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot make a Kubernetes client: serving the webhook alone, without discovery");
+            None
+        }
+    }
+}
+
+/// Starts keeping the CA ConfigMap the injector config names in every injected namespace,
+/// when `--ca-cert` is given and injected proxies use discovery over TLS; none otherwise
+/// (logged when the proxies need a ConfigMap nobody keeps). The name is the one of the
+/// config at start.
+fn start_ca_bundle(
+    options: &Options,
+    config: &InjectConfig,
+    injector: &Injector,
+    watchers: &discovery::watch::Discovery,
+) -> Option<CaBundle> {
+    let discovery = config.discovery.as_ref().filter(|d| !d.insecure)?;
+    let Some(ca_cert) = &options.ca_cert else {
+        tracing::warn!(configmap = %discovery.ca_config_map, "no --ca-cert: the CA ConfigMap of each injected namespace is not kept by the control plane and must be made by hand");
+        return None;
+    };
+    let settings = ca_bundle::Settings::new(discovery.ca_config_map.clone(), ca_cert.clone());
+    match CaBundle::start(watchers.client(), watchers.workloads(), settings) {
+        Ok(bundle) => {
+            injector.expose(bundle.metrics());
+            Some(bundle)
+        }
+        Err(e) => {
+            tracing::warn!(file = %ca_cert.display(), error = %e, "cannot watch the CA file: the CA ConfigMaps are not kept");
             None
         }
     }

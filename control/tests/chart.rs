@@ -933,7 +933,32 @@ fn check_release(docs: &[Value], release_ns: &str, excluded_extra: &[&str]) {
         assert!(!discovery.insecure);
     }
 
-    // RBAC: the Deployment's ServiceAccount, read-only, the mesh's kinds.
+    // The CA the control plane keeps in each injected namespace: the serving
+    // certificate's CA, in the ConfigMap the injected pods mount.
+    let discovery = rendered_config(docs).discovery;
+    if discovery.is_some() {
+        let ca = flag(&args, "--ca-cert");
+        let (kind, name, key) = mounted_files(docs)
+            .remove(&ca)
+            .unwrap_or_else(|| panic!("--ca-cert {ca}: no volume puts a file there"));
+        assert_eq!(
+            (kind.as_str(), key.as_str()),
+            ("secret", "ca.crt"),
+            "--ca-cert {ca}"
+        );
+        let cert = mounted_files(docs)
+            .remove(&flag(&args, "--tls-cert"))
+            .unwrap();
+        assert_eq!(name, cert.1, "the CA of the serving certificate's Secret");
+    } else {
+        assert!(
+            !args.iter().any(|a| a.starts_with("--ca-cert")),
+            "no CA ConfigMap without discovery: {args:?}"
+        );
+    }
+
+    // RBAC: the Deployment's ServiceAccount, read-only, the mesh's kinds; with discovery,
+    // create and update of ConfigMaps (the CA bundle), never delete.
     let account = one(docs, "ServiceAccount");
     assert_eq!(spec["serviceAccountName"], account["metadata"]["name"]);
     let binding = one(docs, "ClusterRoleBinding");
@@ -945,6 +970,16 @@ fn check_release(docs: &[Value], release_ns: &str, excluded_extra: &[&str]) {
     assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
     let mut granted: BTreeSet<(String, String)> = BTreeSet::new();
     for rule in role["rules"].as_array().unwrap() {
+        if strings(&rule["resources"]) == ["configmaps"] {
+            assert!(discovery.is_some(), "ConfigMap writes without discovery");
+            assert_eq!(strings(&rule["apiGroups"]), [""]);
+            assert_eq!(
+                strings(&rule["verbs"]),
+                ["get", "list", "watch", "create", "update"],
+                "the CA bundle: no delete, no patch"
+            );
+            continue;
+        }
         assert_eq!(
             strings(&rule["verbs"]),
             ["get", "list", "watch"],
@@ -1150,7 +1185,10 @@ fn run_rendered_injector(test: &str, docs: &[Value]) -> (Running, SocketAddr) {
     let args =
         strings(&one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]);
     let mut paths = Vec::new();
-    for flag_name in ["--config", "--tls-cert", "--tls-key"] {
+    for flag_name in ["--config", "--tls-cert", "--tls-key", "--ca-cert"] {
+        if !args.iter().any(|a| a.starts_with(&format!("{flag_name}="))) {
+            continue;
+        }
         let path = flag(&args, flag_name);
         let (kind, name, key) = files
             .get(&path)
@@ -1296,7 +1334,10 @@ fn check_rendered_injector(test: &str, docs: &[Value], ca_pem: &[u8], pod_ns: &s
         .build()
         .unwrap();
     runtime.block_on(async {
-        for name in [host.clone(), format!("{host}.cluster.local")] {
+        let args =
+            strings(&one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]);
+        let domain = flag(&args, "--cluster-domain");
+        for name in [host.clone(), format!("{host}.{domain}")] {
             let (status, body) = https(addr, ca_pem, &name, "GET", "/healthz", Vec::new()).await;
             assert_eq!((status, body.as_slice()), (200, b"ok\n".as_slice()), "{name}");
         }
@@ -1494,6 +1535,7 @@ fn values_reach_the_injector_and_the_webhook() {
         },
         "webhook": { "failurePolicy": "Ignore", "excludeNamespaces": ["legacy"] },
         "metrics": { "podAnnotations": false },
+        "clusterDomain": "corp.internal",
     });
     values["injector"]["discovery"] = json!({ "port": 15100, "caConfigMap": "mesh-ca" });
     // Another release name and namespace: every name follows.
@@ -1512,6 +1554,7 @@ fn values_reach_the_injector_and_the_webhook() {
     // limit unset instead of putting its default back.
     wanted.proxy.resources.limits.memory = None;
     wanted.capture.exclude_outbound_cidrs = "169.254.169.254/32".into();
+    wanted.cluster_domain = "corp.internal".parse().unwrap();
     wanted.discovery = Some(DiscoveryConfig {
         address: "mesh-sluice-control.mesh-system.svc:15100".into(),
         ca_config_map: "mesh-ca".into(),
@@ -1530,6 +1573,7 @@ fn values_reach_the_injector_and_the_webhook() {
     let args = strings(&deployment["spec"]["template"]["spec"]["containers"][0]["args"]);
     assert_eq!(flag(&args, "--listen"), "[::]:9443");
     assert_eq!(flag(&args, "--discovery-listen"), "[::]:15100");
+    assert_eq!(flag(&args, "--cluster-domain"), "corp.internal");
     assert!(
         deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"].is_null()
     );
@@ -1543,6 +1587,7 @@ fn values_reach_the_injector_and_the_webhook() {
         proxy_env(&pod)["SLUICE_DISCOVERY"],
         "https://mesh-sluice-control.mesh-system.svc:15100"
     );
+    assert_eq!(proxy_env(&pod)["SLUICE_CLUSTER_DOMAIN"], "corp.internal");
     assert_eq!(
         status["images"]["sluice-proxy"],
         "registry.example.com/sluice-proxy:test"

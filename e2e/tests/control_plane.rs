@@ -5,7 +5,10 @@
 //! reach the proxy; it keeps routing while the control plane is down and catches up when
 //! it is back; a bad VirtualService is left out and listed, the rest keeps working; a
 //! MeshConfig in the mesh root namespace (REGISTRY_ONLY) applies to the whole mesh, and a
-//! ReleasePolicy's fallback applies in the proxy it is streamed to.
+//! ReleasePolicy's fallback applies in the proxy it is streamed to; the watches relist after
+//! `410 Expired` and what changed meanwhile reaches the proxy; a VirtualService of another
+//! namespace applies only when exported to the proxy's; and a cluster serving the Istio kinds
+//! only at `v1alpha3` routes as well.
 
 mod proxy_support;
 
@@ -16,7 +19,7 @@ use std::time::Duration;
 use anyhow::{Context as _, ensure};
 use proxy_support::*;
 use sluice_e2e::{Node, Pod, Process, binary, eventually};
-use sluice_kube_stub::{Options, StubServer};
+use sluice_kube_stub::{Catalog, IstioVersion, Options, StubServer};
 
 const CATALOG: &str = "http://catalog";
 /// Discovery reconnects with up to 10 s of backoff: room for that and a resync.
@@ -125,7 +128,7 @@ impl ControlPlane {
     fn start(node: &Node) -> anyhow::Result<ControlPlane> {
         let pod = node.pod("control")?;
         let runtime = pod.runtime()?;
-        let stub = runtime.block_on(runtime.spawn(StubServer::start(Options::default())))??;
+        let stub = runtime.block_on(runtime.spawn(StubServer::start(stub_options(None))))??;
         let kubeconfig = std::env::temp_dir().join(format!("{}.kubeconfig", pod.netns));
         stub.write_kubeconfig(&kubeconfig)?;
         let mut control = ControlPlane {
@@ -138,6 +141,21 @@ impl ControlPlane {
         };
         control.run()?;
         Ok(control)
+    }
+
+    /// Replaces the API server with a new one serving the Istio kinds at `istio` only,
+    /// holding nothing yet; sluice-control must be stopped.
+    fn new_cluster(&mut self, istio: IstioVersion) -> anyhow::Result<()> {
+        let start = StubServer::start(stub_options(Some(istio)));
+        self.stub = self._runtime.block_on(self._runtime.spawn(start))??;
+        self.stub.write_kubeconfig(&self.kubeconfig)?;
+        Ok(())
+    }
+
+    /// How many lists of `path` the API server has answered.
+    fn lists(&self, path: &str) -> usize {
+        let requests = self.stub.requests();
+        requests.iter().filter(|r| r.is_list_of(path)).count()
     }
 
     /// The discovery stream's URL, for the proxies.
@@ -184,6 +202,23 @@ impl ControlPlane {
     fn apply(&self, yaml: &str) -> anyhow::Result<()> {
         self.stub.apply_yaml(yaml)?;
         Ok(())
+    }
+}
+
+/// The API server: bookmarks far apart, so a watch's resourceVersion moves only with its
+/// kind's events; the Istio kinds at `istio` only, else at every version.
+fn stub_options(istio: Option<IstioVersion>) -> Options {
+    let catalog = match istio {
+        Some(version) => Catalog::kubernetes()
+            .with_istio(&[version])
+            .with_meshconfig()
+            .with_release_policy(),
+        None => Catalog::default(),
+    };
+    Options {
+        catalog,
+        bookmark_interval: Duration::from_secs(3600),
+        ..Options::default()
     }
 }
 
@@ -325,7 +360,118 @@ fn the_mesh_follows_the_kubernetes_api_and_survives_the_control_plane() -> anyho
         Ok(())
     })
     .with_context(|| context(&mesh, &control, "ReleasePolicy fallback"))?;
+
+    // (h) Relist after 410 Expired: v2 gets its endpoint back, another object moves the
+    // resourceVersion on, the history is compacted and every watch ends, so the watches
+    // resume from resourceVersions the API server no longer has and list again; the
+    // routing follows what changed meanwhile.
+    let slices = "/apis/discovery.k8s.io/v1/endpointslices";
+    let listed = control.lists(slices);
+    control.apply(&slice(&[("catalog-v1", ip1), ("catalog-v2", ip2)]))?;
+    control.apply(UNRELATED)?;
+    control.stub.compact();
+    control.stub.end_watches();
+    eventually("the EndpointSlices to be listed again", TIMEOUT, || {
+        ensure!(control.lists(slices) > listed, "no relist yet");
+        Ok(())
+    })
+    .with_context(|| context(&mesh, &control, "relist after 410"))?;
+    until_all(&mesh, "catalog-v2", TIMEOUT)
+        .with_context(|| context(&mesh, &control, "the change made before the relist"))?;
+
+    // (i) exportTo: a VirtualService of namespace `other` exported to `.` does not apply to
+    // this proxy (namespace default): once default's own VirtualService is gone, both
+    // versions answer, unmarked; exported to `*`, it does.
+    control.apply(&exported("."))?;
+    control.stub.delete(
+        "networking.istio.io/v1",
+        "VirtualService",
+        "default",
+        "catalog",
+    )?;
+    eventually(
+        "default's VirtualService gone, other's not applied",
+        TIMEOUT,
+        || {
+            let replies: Vec<CurlReply> = (0..10)
+                .map(|_| mesh.curl(CATALOG, &[]))
+                .collect::<anyhow::Result<_>>()?;
+            let apps: Vec<&str> = replies.iter().map(|r| r.app.as_str()).collect();
+            ensure!(
+                apps.contains(&"catalog-v1") && apps.contains(&"catalog-v2"),
+                "{apps:?}"
+            );
+            ensure!(
+                !replies.iter().any(|r| r.head.contains("x-exported")),
+                "a VirtualService exported to its own namespace applied elsewhere"
+            );
+            Ok(())
+        },
+    )
+    .with_context(|| context(&mesh, &control, "exportTo ."))?;
+    control.apply(&exported("*"))?;
+    eventually(
+        "the VirtualService exported to every namespace",
+        TIMEOUT,
+        || {
+            all(&mesh, "catalog-v1")?;
+            let reply = mesh.curl(CATALOG, &[])?;
+            ensure!(reply.head.contains("x-exported: other"), "{}", reply.head);
+            Ok(())
+        },
+    )
+    .with_context(|| context(&mesh, &control, "exportTo *"))?;
+
+    // (j) A cluster serving the Istio kinds at v1alpha3 only: the control plane finds that
+    // version and the proxy routes by its objects.
+    control.stop()?;
+    control.new_cluster(IstioVersion::V1alpha3)?;
+    let alpha3 =
+        |yaml: String| yaml.replace("networking.istio.io/v1\n", "networking.istio.io/v1alpha3\n");
+    control.apply(&alpha3(catalog_objects(ip1, ip2)))?;
+    control.apply(&slice(&[("catalog-v1", ip1), ("catalog-v2", ip2)]))?;
+    control.apply(&alpha3(route_to(Some("v2"))))?;
+    control.run()?;
+    until_all(&mesh, "catalog-v2", RECONNECT)
+        .with_context(|| context(&mesh, &control, "Istio at v1alpha3 only"))?;
+    ensure!(
+        control
+            .log()
+            .contains("networking.istio.io/v1alpha3 VirtualService"),
+        "the control plane watches v1alpha3:\n{}",
+        control.log()
+    );
     Ok(())
+}
+
+/// An object no watch of sluice-control follows.
+const UNRELATED: &str = "
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: unrelated, namespace: default}
+data: {a: b}
+";
+
+/// A VirtualService of namespace `other` for catalog, exported to `export_to`: all to v1,
+/// marked with a response header.
+fn exported(export_to: &str) -> String {
+    format!(
+        "
+apiVersion: v1
+kind: Namespace
+metadata: {{name: other}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: catalog, namespace: other}}
+spec:
+  hosts: [catalog.default.svc.cluster.local]
+  exportTo: ['{export_to}']
+  http:
+  - route: [{{destination: {{host: catalog.default.svc.cluster.local, subset: v1}}}}]
+    headers: {{response: {{set: {{x-exported: other}}}}}}
+"
+    )
 }
 
 /// catalog's ReleasePolicy: subset v2 falls back to v1.

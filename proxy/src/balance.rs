@@ -217,6 +217,7 @@ spec:
             &Workload {
                 namespace: "default".into(),
                 labels: Default::default(),
+                cluster_domain: Default::default(),
             },
         )
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use sluice_api::host::ClusterDomain;
 use sluice_api::model::Workload;
 use sluice_proxy::config::discovery::{Hello, Target};
 use sluice_proxy::limits::ClientLimits;
@@ -41,6 +42,10 @@ struct Args {
     /// Namespace of the workload; short host names resolve against it.
     #[arg(long, env = "SLUICE_NAMESPACE", default_value = "default")]
     namespace: String,
+    /// The cluster's DNS domain: short host names (`reviews`, `reviews.shop`) expand to
+    /// `reviews.shop.svc.DOMAIN`.
+    #[arg(long, env = "SLUICE_CLUSTER_DOMAIN", value_name = "DOMAIN", default_value_t = ClusterDomain::default())]
+    cluster_domain: ClusterDomain,
     /// Labels of the workload (`app=web,version=v1`), for sourceLabels matches and metrics.
     #[arg(long, env = "SLUICE_LABELS", value_name = "K=V,...", default_value = "", value_parser = podinfo::parse_flag_labels)]
     labels: BTreeMap<String, String>,
@@ -273,6 +278,7 @@ fn main() -> anyhow::Result<()> {
     let workload = Workload {
         namespace: args.namespace.clone(),
         labels,
+        cluster_domain: args.cluster_domain.clone(),
     };
     let settings = Settings {
         source: source(&args, &workload)?,

@@ -1,25 +1,25 @@
 //! What L4 and L7 routing share, below both: the names a host may stand for, and the
 //! route of a service that no VirtualService routes.
 
-use sluice_api::host::CLUSTER_DOMAIN;
+use sluice_api::host::ClusterDomain;
 use sluice_api::model::routes::{SubsetRef, Target};
 use sluice_api::model::{Model, ServiceId};
 
 /// The FQDNs a host name may stand for, in the order Kubernetes DNS would try
-/// them from a pod of `namespace`.
-pub fn candidates(host: &str, namespace: &str) -> Vec<String> {
+/// them from a pod of `namespace` in the cluster `domain`.
+pub fn candidates(host: &str, namespace: &str, domain: &ClusterDomain) -> Vec<String> {
     let dots = host.matches('.').count();
     if host.is_empty() || host.parse::<std::net::IpAddr>().is_ok() {
         return Vec::new();
     }
     if dots == 0 {
-        return vec![format!("{host}.{namespace}.svc.{CLUSTER_DOMAIN}")];
+        return vec![format!("{host}.{namespace}.svc.{domain}")];
     }
     if host.ends_with(".svc") {
-        return vec![format!("{host}.{CLUSTER_DOMAIN}")];
+        return vec![format!("{host}.{domain}")];
     }
     if dots == 1 {
-        return vec![format!("{host}.svc.{CLUSTER_DOMAIN}"), host.to_string()];
+        return vec![format!("{host}.svc.{domain}"), host.to_string()];
     }
     vec![host.to_string()]
 }
@@ -56,7 +56,16 @@ mod tests {
             ("", &[]),
         ];
         for (host, expected) in cases {
-            assert_eq!(candidates(host, "prod"), expected, "{host}");
+            assert_eq!(
+                candidates(host, "prod", &ClusterDomain::default()),
+                expected,
+                "{host}"
+            );
         }
+        let corp: ClusterDomain = "corp.internal".parse().unwrap();
+        assert_eq!(
+            candidates("reviews.other", "prod", &corp),
+            ["reviews.other.svc.corp.internal", "reviews.other"]
+        );
     }
 }

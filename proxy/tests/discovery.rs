@@ -213,6 +213,7 @@ fn client_workload(namespace: &str) -> Workload {
     Workload {
         namespace: namespace.into(),
         labels: [("app".into(), "client".into())].into(),
+        cluster_domain: Default::default(),
     }
 }
 
@@ -577,6 +578,7 @@ async fn a_gateway_serves_what_the_control_plane_streams() {
         workload: Workload {
             namespace: "istio-system".into(),
             labels,
+            cluster_domain: Default::default(),
         },
         ports: Ports {
             outbound: 0,

@@ -134,6 +134,7 @@ async fn gateway_mode_serves_the_gateways_that_select_it_and_follows_changes() {
         workload: Workload {
             namespace: "istio-system".into(),
             labels: [("istio".to_string(), "ingressgateway".to_string())].into(),
+            cluster_domain: Default::default(),
         },
         ports: Ports {
             outbound: 0,

@@ -244,6 +244,7 @@ spec:
         workload: Workload {
             namespace: "istio-system".into(),
             labels: [("istio".to_string(), "ingressgateway".to_string())].into(),
+            cluster_domain: Default::default(),
         },
         ports: Ports {
             outbound: 0,

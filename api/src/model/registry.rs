@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::policy::Policy;
-use crate::host::{fqdn, matches};
+use crate::host::{ClusterDomain, fqdn_in, matches};
 use crate::istio::destination_rule::DestinationRule;
 use crate::istio::service_entry::{Location, Resolution, ServiceEntry};
 use crate::net::parse_cidr;
@@ -165,15 +165,31 @@ pub struct Registry {
     by_cidr: Vec<(IpNet, u16, ServiceId)>,
     #[serde(skip)]
     by_endpoint: HashMap<SocketAddr, ServiceId>,
+    /// The cluster's DNS domain short host names expand in.
+    #[serde(skip)]
+    domain: ClusterDomain,
 }
 
 impl Registry {
+    /// A configured host, short names expanded against `namespace` in the cluster's domain.
+    pub fn fqdn(&self, host: &str, namespace: &str) -> String {
+        fqdn_in(host, namespace, &self.domain)
+    }
+
+    /// The cluster's DNS domain.
+    pub fn cluster_domain(&self) -> &ClusterDomain {
+        &self.domain
+    }
+
     /// Builds the registry from ServiceEntries, with subsets and policies from
     /// DestinationRules: for each host the first rule, one with a
     /// `workloadSelector` (the caller keeps only those selecting the workload)
     /// before one for all workloads, as in Istio.
-    pub fn build(resources: &[Resource]) -> Registry {
-        let mut reg = Registry::default();
+    pub fn build(resources: &[Resource], domain: &ClusterDomain) -> Registry {
+        let mut reg = Registry {
+            domain: domain.clone(),
+            ..Registry::default()
+        };
         for r in resources {
             if let Spec::ServiceEntry(se) = &r.spec {
                 reg.add_entry(se, r.meta.namespace());
@@ -190,7 +206,7 @@ impl Registry {
             .collect();
         rules.sort_by_key(|(_, dr)| dr.workload_selector.is_none());
         for (r, dr) in rules {
-            let host = fqdn(&dr.host, r.meta.namespace());
+            let host = reg.fqdn(&dr.host, r.meta.namespace());
             if host.starts_with('*') {
                 wildcard.push((host, r, dr));
             } else {
@@ -226,7 +242,7 @@ impl Registry {
             })
             .collect();
         for host in &se.hosts {
-            let host = fqdn(host, namespace);
+            let host = self.fqdn(host, namespace);
             let endpoints = endpoints(se, resolution, &host);
             let id = ServiceId(self.services.len() as u32);
             for addr in &se.addresses {

@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use super::registry::Registry;
 use super::routes::Target;
-use crate::host::fqdn;
 use crate::istio::virtual_service::Destination;
 use crate::release_policy::{JwtCheck, ProtectedHeaders, ReleasePolicy, Sticky};
 use crate::resource::{Resource, Spec};
@@ -124,7 +123,7 @@ impl Releases {
                 continue;
             };
             let ns = r.meta.namespace();
-            let host = fqdn(&rp.host, ns);
+            let host = registry.fqdn(&rp.host, ns);
             hosts.entry(host.clone()).or_insert_with(|| {
                 Arc::new(compile(
                     rp,

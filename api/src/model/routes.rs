@@ -23,7 +23,6 @@ pub use http_rule::{
 use super::Workload;
 use super::registry::{Registry, ServiceId};
 use super::weighted::{Buckets, Schedule};
-use crate::host::fqdn;
 use crate::istio::VirtualService;
 use crate::istio::virtual_service::{
     Destination, L4MatchAttributes, RouteDestination, TlsMatchAttributes,
@@ -73,7 +72,7 @@ pub struct Target {
 impl Target {
     /// Resolves a configured destination; short hosts expand against `namespace`.
     pub fn resolve(d: &Destination, namespace: &str, registry: &Registry) -> Target {
-        let host = fqdn(&d.host, namespace);
+        let host = registry.fqdn(&d.host, namespace);
         let service = registry.by_host(&host);
         let subset = match (&d.subset, service) {
             (None, _) => SubsetRef::All,
@@ -250,7 +249,7 @@ impl RouteTables {
                 registry,
             ));
             for host in &vs.hosts {
-                let host = fqdn(host, ns);
+                let host = registry.fqdn(host, ns);
                 if host.starts_with('*') {
                     if !tables.wildcards.iter().any(|(h, _)| *h == host) {
                         tables.wildcards.push((host, vhost.clone()));

@@ -99,6 +99,9 @@ app.kubernetes.io/component: control
 {{- if and $discovery.enabled (not (hasKey $config "discovery")) -}}
 {{- $_ := set $config "discovery" (dict "address" (printf "%s:%v" (include "sluice.control.host" .) $discovery.port) "caConfigMap" $discovery.caConfigMap) -}}
 {{- end -}}
+{{- if and (ne .Values.clusterDomain "cluster.local") (not (hasKey $config "clusterDomain")) -}}
+{{- $_ := set $config "clusterDomain" .Values.clusterDomain -}}
+{{- end -}}
 {{- toYaml $config -}}
 {{- end -}}
 

@@ -33,7 +33,7 @@ use k8s_openapi::api::core::v1::{Pod, Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sluice_api::diagnostic::{Diagnostic, Severity};
-use sluice_api::host::CLUSTER_DOMAIN;
+use sluice_api::host::ClusterDomain;
 use sluice_api::istio::service_entry::{
     Location, Resolution, ServiceEntry, ServicePort, WorkloadEntry,
 };
@@ -50,18 +50,10 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 pub const EXPORT_TO_ANNOTATION: &str = "networking.istio.io/exportTo";
 
 /// Cluster-wide settings of the translation.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Settings {
     /// The cluster's DNS domain (`cluster.local` by default).
-    pub cluster_domain: String,
-}
-
-impl Default for Settings {
-    fn default() -> Settings {
-        Settings {
-            cluster_domain: CLUSTER_DOMAIN.to_string(),
-        }
-    }
+    pub cluster_domain: ClusterDomain,
 }
 
 /// The Pods endpoints may name, by namespace and name.

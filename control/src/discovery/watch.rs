@@ -19,6 +19,9 @@ mod slim;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::runtime::reflector::Store;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -57,10 +60,41 @@ impl Default for Settings {
 }
 
 /// The running watchers; dropping the handle stops them.
-#[derive(Debug)]
 pub struct Discovery {
     task: JoinHandle<()>,
     metrics: Arc<Metrics>,
+    client: kube::Client,
+    workloads: Workloads,
+}
+
+/// The Namespaces and Pods discovery keeps (slimmed: names, labels, and a Pod's
+/// `sluice.dev/status`), shared with the rest of the control plane so that no kind is
+/// watched twice.
+#[derive(Clone)]
+pub struct Workloads {
+    /// Every Namespace.
+    pub namespaces: Store<Namespace>,
+    /// Every Pod.
+    pub pods: Store<Pod>,
+    /// Marked changed whenever any watched object changes or a kind is (re)listed.
+    pub changed: watch::Receiver<()>,
+}
+
+impl std::fmt::Debug for Discovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Discovery")
+            .field("workloads", &self.workloads)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Workloads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workloads")
+            .field("namespaces", &self.namespaces.len())
+            .field("pods", &self.pods.len())
+            .finish()
+    }
 }
 
 impl Discovery {
@@ -76,9 +110,27 @@ impl Discovery {
         let span = tracing::info_span!("discovery", api_server = %config.cluster_url);
         let client = kube::Client::try_from(config)?;
         let metrics = Arc::new(Metrics::default());
-        let run = run::run(client, settings, publisher, metrics.clone());
+        let (workloads, run) = {
+            let _entered = span.enter();
+            run::run(client.clone(), settings, publisher, metrics.clone())
+        };
         let task = tokio::spawn(run.instrument(span));
-        Ok(Discovery { task, metrics })
+        Ok(Discovery {
+            task,
+            metrics,
+            client,
+            workloads,
+        })
+    }
+
+    /// The client discovery watches with.
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
+    /// The Namespaces and Pods discovery keeps current.
+    pub fn workloads(&self) -> Workloads {
+        self.workloads.clone()
     }
 
     /// Discovery's metrics, for `GET /metrics`.
@@ -95,7 +147,7 @@ impl Drop for Discovery {
 
 /// An error with its causes, `outer: inner: root`: kube-rs' client errors say what failed
 /// only in their sources (`client error (Connect): ...: connection refused`).
-fn with_causes(error: &dyn std::error::Error) -> String {
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

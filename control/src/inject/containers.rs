@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
+use sluice_api::host::ClusterDomain;
 
 use super::capture::Capture;
 use super::resources;
@@ -159,6 +160,10 @@ fn env(config: &InjectConfig, settings: &ProxySettings) -> Vec<EnvVar> {
                 env.push(value_env("SLUICE_DISCOVERY_CA", ca));
             }
         }
+    }
+    if config.cluster_domain != ClusterDomain::default() {
+        let domain = config.cluster_domain.to_string();
+        env.push(value_env("SLUICE_CLUSTER_DOMAIN", domain));
     }
     env.extend([
         value_env("SLUICE_LOG_LEVEL", settings.log_level.into()),

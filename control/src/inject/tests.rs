@@ -673,3 +673,21 @@ fn run_spec_gives_the_discovery_environment() {
     assert_eq!(env["SLUICE_POD_IP"], "10.1.0.5");
     assert!(!env.contains_key("SLUICE_CONFIG"));
 }
+
+#[test]
+fn a_cluster_domain_other_than_cluster_local_reaches_the_proxy() {
+    let default = injected(&pod(app()), &InjectConfig::default());
+    assert_eq!(env(&default, "SLUICE_CLUSTER_DOMAIN"), None);
+    let config: InjectConfig = serde_norway::from_str("clusterDomain: corp.internal\n").unwrap();
+    let out = injected(&pod(app()), &config);
+    assert_eq!(
+        env(&out, "SLUICE_CLUSTER_DOMAIN"),
+        Some(&json!("corp.internal"))
+    );
+    let bad = serde_norway::from_str::<InjectConfig>("clusterDomain: Corp_Internal\n");
+    assert!(
+        bad.unwrap_err()
+            .to_string()
+            .contains("not a cluster domain")
+    );
+}

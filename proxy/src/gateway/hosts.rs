@@ -220,6 +220,7 @@ spec:
         let workload = Workload {
             namespace: "istio-system".into(),
             labels: [("istio".to_string(), "ingressgateway".to_string())].into(),
+            cluster_domain: Default::default(),
         };
         Model::compile_as(&set.resources, &workload, Role::Gateway)
     }

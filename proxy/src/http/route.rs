@@ -179,7 +179,11 @@ pub fn select<'m>(
     } else {
         Cow::Borrowed(host)
     };
-    for candidate in candidates(&host, &model.workload.namespace) {
+    for candidate in candidates(
+        &host,
+        &model.workload.namespace,
+        &model.workload.cluster_domain,
+    ) {
         if let Some(vhost) = model.routes.lookup(&candidate) {
             return (model.registry.by_host(&candidate), Some(&**vhost));
         }

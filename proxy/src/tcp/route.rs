@@ -20,9 +20,13 @@ pub fn route<'s>(
     let model = &snap.model;
     let svc = model.registry.get(service);
     let by_sni = sni.and_then(|name| {
-        candidates(name, &model.workload.namespace)
-            .iter()
-            .find_map(|c| model.routes.lookup(c))
+        candidates(
+            name,
+            &model.workload.namespace,
+            &model.workload.cluster_domain,
+        )
+        .iter()
+        .find_map(|c| model.routes.lookup(c))
     });
     let vhost = by_sni.or_else(|| model.routes.lookup(&svc.host));
     let rules: &[L4Rule] = match (vhost, sni) {

@@ -29,6 +29,7 @@ pub fn model(yaml: &str) -> Model {
         &Workload {
             namespace: "default".into(),
             labels: [("app".into(), "client".into())].into(),
+            cluster_domain: Default::default(),
         },
     )
 }
@@ -81,6 +82,7 @@ impl Proxy {
         let identity = Identity::of(&Workload {
             namespace: "default".into(),
             labels: [("app".into(), "client".into())].into(),
+            cluster_domain: Default::default(),
         });
         let mut sidecar = Sidecar::new(
             store,

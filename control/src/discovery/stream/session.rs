@@ -22,6 +22,7 @@ pub(super) async fn run(
     let workload = Workload {
         namespace: hello.namespace.clone(),
         labels: hello.labels.clone(),
+        cluster_domain: Default::default(),
     };
     tracing::info!(namespace = %hello.namespace, pod = %hello.pod_name, "proxy connected");
     let mut session = Session {

@@ -150,6 +150,7 @@ mod tests {
         let shop = Workload {
             namespace: "shop".into(),
             labels: BTreeMap::new(),
+            cluster_domain: Default::default(),
         };
         let first = views.get(key(&shop), || View::new(1, vec![]));
         let again = views.get(key(&shop), || panic!("picked again"));

@@ -308,7 +308,7 @@ spec:
 #[test]
 fn cluster_domain_is_a_setting() {
     let settings = Settings {
-        cluster_domain: "corp.internal".into(),
+        cluster_domain: "corp.internal".parse().unwrap(),
     };
     let set = run_with(fixtures::LEGACY_DB, "", "", &settings);
     assert_eq!(entry(&set).hosts, ["legacy-db.shop.svc.corp.internal"]);

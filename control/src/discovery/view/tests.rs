@@ -83,6 +83,7 @@ fn workload(namespace: &str, labels: &[(&str, &str)]) -> Workload {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect::<BTreeMap<_, _>>(),
+        cluster_domain: Default::default(),
     }
 }
 

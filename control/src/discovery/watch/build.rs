@@ -1,10 +1,9 @@
-//! One version's content, rebuilt whole from the watched objects: each Service
-//! translated with its EndpointSlices and Pods, each Istio object (or MeshConfig) loaded
-//! on its own, the resources ordered oldest first, and the objects with errors listed
-//! as rejected. Rebuilding everything keeps a Pod's new labels and a Service's new
-//! slices trivially consistent; it takes well under a second for 10,000 Services (see
-//! the `rebuild_time` test).
+//! One version's content, rebuilt from the watched objects: each Service translated with
+//! its EndpointSlices and Pods (again only when one of them changed: [`cache`]), each Istio
+//! object (or MeshConfig) loaded on its own, the resources ordered oldest first, and the
+//! objects with errors listed as rejected. See the `rebuild_time` test for what it costs.
 
+mod cache;
 #[cfg(test)]
 mod tests;
 
@@ -21,8 +20,9 @@ use sluice_api::load::ConfigSet;
 use sluice_api::resource::DEFAULT_NAMESPACE;
 
 use crate::discovery::state::Rejection;
-use crate::discovery::translate::{self, Pods, SERVICE_NAME_LABEL};
+use crate::discovery::translate::{self, SERVICE_NAME_LABEL};
 use crate::discovery::{istio_objects, origin};
+pub use cache::Translations;
 
 /// The watched objects, as the watchers' stores hold them.
 #[derive(Debug, Default)]
@@ -49,17 +49,33 @@ pub struct Built {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Rebuilds the mesh config from every watched object.
-pub fn build(objects: &Objects, settings: &translate::Settings) -> Built {
-    let pods = Pods::new(objects.pods.iter().map(AsRef::as_ref));
+/// Rebuilds the mesh config from every watched object, translating again only the
+/// Services whose inputs changed since the rebuild `translations` last served.
+pub fn build(
+    objects: &Objects,
+    settings: &translate::Settings,
+    translations: &mut Translations,
+) -> Built {
+    let pods: cache::PodIndex<'_> = objects
+        .pods
+        .iter()
+        .filter_map(|pod| {
+            Some((
+                (namespace(&pod.metadata), pod.metadata.name.as_deref()?),
+                pod,
+            ))
+        })
+        .collect();
     let slices = slices_by_service(&objects.slices);
     let mut out = Collector::default();
+    let mut rebuild = translations.start();
     for service in &objects.services {
         let key = (namespace(&service.metadata), name(&service.metadata));
         let slices = slices.get(&key).map_or(&[][..], Vec::as_slice);
-        let set = translate::translate(service, slices, &pods, settings);
+        let set = rebuild.translate(key, service, slices, &pods, settings);
         out.add("Service", &service.metadata, set);
     }
+    rebuild.finish();
     for object in &objects.custom {
         let kind = object.types.as_ref().map_or("", |t| t.kind.as_str());
         out.add(kind, &object.metadata, load(kind, object));
@@ -88,8 +104,10 @@ fn load(kind: &str, object: &DynamicObject) -> ConfigSet {
 }
 
 /// The slices of each Service, by the Service's namespace and name.
-fn slices_by_service(slices: &[Arc<EndpointSlice>]) -> HashMap<(&str, &str), Vec<&EndpointSlice>> {
-    let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+fn slices_by_service(
+    slices: &[Arc<EndpointSlice>],
+) -> HashMap<(&str, &str), Vec<&Arc<EndpointSlice>>> {
+    let mut by_service: HashMap<(&str, &str), Vec<&Arc<EndpointSlice>>> = HashMap::new();
     for slice in slices {
         let service = slice
             .metadata

@@ -90,8 +90,12 @@ where
         let signal = match &event {
             Event::Apply(object) => {
                 let key = ObjectRef::from_obj_with(object, dyntype.clone());
-                let stored = store.get(&key);
-                (stored.as_deref() != Some(object)).then_some(Signal::Changed)
+                if store.get(&key).as_deref() == Some(object) {
+                    // The same slim object: the stored `Arc` stays, so the rebuild
+                    // knows the object did not change without comparing it.
+                    continue;
+                }
+                Some(Signal::Changed)
             }
             Event::Delete(_) => Some(Signal::Changed),
             Event::InitDone => Some(Signal::Listed(name.clone())),

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Debug;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,25 +16,41 @@ use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 use sluice_api::diagnostic::{Diagnostic, Severity};
-use tokio::sync::mpsc::{self, UnboundedSender};
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinError, JoinSet};
 use tokio::time::{Instant, sleep_until};
 use tracing::Instrument;
 
-use super::build::{Built, Objects, build};
+use super::build::{Built, Objects, Translations, build};
 use super::metrics::Metrics;
 use super::reflect::{self, Kind, Signal};
 use super::served::{self, Served};
-use super::{Settings, slim, with_causes};
+use super::{Settings, Workloads, slim, with_causes};
 use crate::discovery::state::{ClusterConfig, Publisher, Rejection};
 
 /// The built-in kinds, watched from the start.
 const CORE_KINDS: [&str; 4] = ["Service", "EndpointSlice", "Pod", "Namespace"];
 
-/// Runs discovery until the task is aborted.
-pub async fn run(client: Client, settings: Settings, publisher: Publisher, metrics: Arc<Metrics>) {
-    let (signals, mut received) = mpsc::unbounded_channel();
-    let mut state = State::start(client, settings, publisher, metrics, signals);
+/// Starts the watchers and returns their Namespaces and Pods, and the loop that runs
+/// discovery until its task is aborted.
+pub fn run(
+    client: Client,
+    settings: Settings,
+    publisher: Publisher,
+    metrics: Arc<Metrics>,
+) -> (Workloads, impl Future<Output = ()>) {
+    let (signals, received) = mpsc::unbounded_channel();
+    let state = State::start(client, settings, publisher, metrics, signals);
+    let workloads = Workloads {
+        namespaces: state.namespaces.clone(),
+        pods: state.pods.clone(),
+        changed: state.changed.subscribe(),
+    };
+    (workloads, rebuild_loop(state, received))
+}
+
+async fn rebuild_loop(mut state: State, mut received: UnboundedReceiver<Signal>) {
     let mut discovering = JoinSet::new();
     // At most one rebuild at a time, on the blocking pool: changes that come meanwhile
     // wait for the next.
@@ -81,6 +98,8 @@ struct Pending {
 /// What a rebuild made, and from how much.
 struct Rebuilt {
     built: Built,
+    /// The translations, for the next rebuild.
+    translations: Translations,
     /// True when it equals the last version published.
     unchanged: bool,
     services: usize,
@@ -108,6 +127,10 @@ struct State {
     /// API discoveries failed in a row.
     failures: u32,
     pending: Option<Pending>,
+    /// The Services' translations of the last rebuild; away while a rebuild runs.
+    translations: Option<Translations>,
+    /// Told of every change the watchers see (for [`Workloads::changed`]).
+    changed: watch::Sender<()>,
     /// The diagnostics already logged (by text), so each is logged once.
     logged: HashSet<String>,
 }
@@ -141,11 +164,14 @@ impl State {
             discover_at: Some(Instant::now()),
             failures: 0,
             pending: None,
+            translations: Some(Translations::default()),
+            changed: watch::Sender::new(()),
             logged: HashSet::new(),
         }
     }
 
     fn signal(&mut self, signal: Signal) {
+        self.changed.send_replace(());
         match signal {
             Signal::Changed => {}
             Signal::Listed(kind) => {
@@ -237,16 +263,19 @@ impl State {
             custom: self.custom.values().flat_map(|c| c.store.state()).collect(),
         };
         let settings = self.settings.translate.clone();
-        // Only this loop publishes, one rebuild at a time: this stays the last version.
+        // Only this loop publishes, one rebuild at a time: this stays the last version. A
+        // rebuild that failed took the translations with it: the next starts afresh.
         let last = self.publisher.borrow().clone();
+        let mut translations = self.translations.take().unwrap_or_default();
         Some(move || {
             let started = Instant::now();
-            let built = build(&objects, &settings);
+            let built = build(&objects, &settings, &mut translations);
             let unchanged = last.synced()
                 && last.resources == built.resources
                 && last.rejected == built.rejected;
             Rebuilt {
                 built,
+                translations,
                 unchanged,
                 services: objects.services.len(),
                 pods: objects.pods.len(),
@@ -259,11 +288,14 @@ impl State {
     fn publish(&mut self, rebuilt: Rebuilt) {
         let Rebuilt {
             built,
+            translations,
             unchanged,
             services,
             pods,
             took,
         } = rebuilt;
+        let translated = translations.made();
+        self.translations = Some(translations);
         self.log_diagnostics(&built.diagnostics);
         if unchanged {
             tracing::debug!("rebuilt the mesh config: no change");
@@ -283,6 +315,7 @@ impl State {
             services,
             pods,
             namespaces = self.namespaces.len(),
+            translated,
             ?took,
             "published a new version of the mesh config"
         );

@@ -11,6 +11,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DynamicObject, TypeMeta};
 use kube::discovery::ApiResource;
 
+use crate::inject::annotation;
+
 /// The annotation `kubectl apply` keeps a copy of the whole object in.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -34,10 +36,18 @@ pub fn endpoint_slice(slice: &mut EndpointSlice) {
     metadata(&mut slice.metadata);
 }
 
-/// A Pod is read for its labels only.
+/// A Pod is read for its labels (subsets) and whether it was injected (the CA bundle
+/// goes to its namespace): its `sluice.dev/status` annotation.
 pub fn pod(pod: &mut Pod) {
+    let injected = pod
+        .metadata
+        .annotations
+        .as_mut()
+        .and_then(|annotations| annotations.remove_entry(annotation::STATUS));
+    let mut metadata = named_with_labels(&mut pod.metadata);
+    metadata.annotations = injected.map(|entry| [entry].into());
     *pod = Pod {
-        metadata: named_with_labels(&mut pod.metadata),
+        metadata,
         ..Pod::default()
     };
 }
@@ -102,6 +112,17 @@ mod tests {
         assert_eq!(before, after);
         assert_ne!(before, relabelled);
         assert!(before.metadata.labels.is_some() && before.spec.is_none());
+    }
+
+    #[test]
+    fn a_pod_keeps_the_injection_status_and_no_other_annotation() {
+        let mut injected: Pod = fixtures::parse_all(fixtures::PODS).remove(0);
+        let annotations = injected.metadata.annotations.get_or_insert_default();
+        annotations.insert(annotation::STATUS.into(), "{}".into());
+        annotations.insert("team".into(), "shop".into());
+        pod(&mut injected);
+        let kept = injected.metadata.annotations.unwrap();
+        assert_eq!(kept.keys().collect::<Vec<_>>(), [annotation::STATUS]);
     }
 
     #[test]

@@ -88,6 +88,7 @@ fn model() -> Model {
         &Workload {
             namespace: "shop".into(),
             labels: Default::default(),
+            cluster_domain: Default::default(),
         },
     )
 }
@@ -331,6 +332,7 @@ fn a_sticky_user_gets_the_destination_of_their_bucket_every_time() {
     let workload = Workload {
         namespace: "shop".into(),
         labels: Default::default(),
+        cluster_domain: Default::default(),
     };
     let m = Model::compile(&set.resources, &workload);
     let vip: SocketAddr = "10.96.0.10:80".parse().unwrap();

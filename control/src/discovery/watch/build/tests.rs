@@ -60,7 +60,11 @@ fn resources_are_published_oldest_object_first_then_by_namespace_and_name() {
             route,
         ),
     ];
-    let built = build(&objects, &translate::Settings::default());
+    let built = build(
+        &objects,
+        &translate::Settings::default(),
+        &mut Translations::default(),
+    );
     assert!(built.rejected.is_empty(), "{:?}", built.rejected);
     let titles = titles(&built);
     let at = |title: &str| titles.iter().position(|t| t == title).expect(title);
@@ -89,7 +93,11 @@ fn a_bad_object_is_rejected_with_its_field_and_the_rest_is_kept() {
         custom("VirtualService", "bad", "2026-12-01T00:00:00Z", bad_regex),
         custom("DestinationRule", "reviews", "2026-12-01T00:00:00Z", good),
     ];
-    let built = build(&objects, &translate::Settings::default());
+    let built = build(
+        &objects,
+        &translate::Settings::default(),
+        &mut Translations::default(),
+    );
     let [rejection] = built.rejected.as_slice() else {
         panic!("one rejection expected: {:?}", built.rejected)
     };
@@ -134,7 +142,11 @@ fn a_service_with_errors_is_rejected_by_its_kind_and_name() {
         ..Service::default()
     };
     objects.services.push(Arc::new(broken.clone()));
-    let built = build(&objects, &translate::Settings::default());
+    let built = build(
+        &objects,
+        &translate::Settings::default(),
+        &mut Translations::default(),
+    );
     assert_eq!(built.rejected.len(), 1);
     assert_eq!(built.rejected[0].object, "Service shop/broken");
     assert!(built.rejected[0].errors[0].starts_with("spec.clusterIP: "));
@@ -142,7 +154,11 @@ fn a_service_with_errors_is_rejected_by_its_kind_and_name() {
     broken.spec.as_mut().unwrap().cluster_ip = Some("10.96.0.99".into());
     objects.services.pop();
     objects.services.push(Arc::new(broken));
-    let built = build(&objects, &translate::Settings::default());
+    let built = build(
+        &objects,
+        &translate::Settings::default(),
+        &mut Translations::default(),
+    );
     assert!(built.rejected.is_empty());
     assert!(titles(&built).contains(&"ServiceEntry shop/broken".to_string()));
 }
@@ -219,7 +235,11 @@ fn cluster(services: usize, per_service: usize) -> Objects {
 #[test]
 fn a_large_cluster_rebuilds_whole() {
     let objects = cluster(200, 5);
-    let built = build(&objects, &translate::Settings::default());
+    let built = build(
+        &objects,
+        &translate::Settings::default(),
+        &mut Translations::default(),
+    );
     assert_eq!(built.resources.len(), 200);
     assert!(built.rejected.is_empty(), "{:?}", built.rejected);
     let Spec::ServiceEntry(entry) = &built.resources[0].spec else {
@@ -227,6 +247,42 @@ fn a_large_cluster_rebuilds_whole() {
     };
     assert_eq!(entry.endpoints.len(), 5);
     assert_eq!(entry.endpoints[1].labels["version"], "v1");
+}
+
+#[test]
+fn only_the_services_whose_objects_changed_are_translated_again() {
+    let mut objects = cluster(20, 2);
+    let settings = translate::Settings::default();
+    let mut translations = Translations::default();
+    let first = build(&objects, &settings, &mut translations);
+    assert_eq!(translations.made(), 20);
+    build(&objects, &settings, &mut translations);
+    assert_eq!(translations.made(), 0, "nothing changed");
+
+    // A Pod relabelled (a new object), a slice changed, a Service deleted: those two
+    // Services are translated again, and the result is what a full rebuild makes.
+    let mut pod = (*objects.pods[0]).clone();
+    let labels = pod.metadata.labels.get_or_insert_default();
+    labels.insert("version".into(), "v9".into());
+    objects.pods[0] = Arc::new(pod);
+    let mut slice = (*objects.slices[5]).clone();
+    slice.endpoints.pop();
+    objects.slices[5] = Arc::new(slice);
+    let removed = objects.services.remove(10);
+    let incremental = build(&objects, &settings, &mut translations);
+    assert_eq!(translations.made(), 2);
+    let whole = build(&objects, &settings, &mut Translations::default());
+    assert_eq!(incremental.resources, whole.resources);
+    assert_ne!(incremental.resources, first.resources);
+    let Spec::ServiceEntry(entry) = &incremental.resources[0].spec else {
+        panic!("a ServiceEntry expected")
+    };
+    assert_eq!(entry.endpoints[0].labels["version"], "v9");
+
+    // The deleted Service was forgotten: back, it is translated again.
+    objects.services.insert(10, removed);
+    build(&objects, &settings, &mut translations);
+    assert_eq!(translations.made(), 1);
 }
 
 /// The figure behind "rebuilding everything is fast enough": run with
@@ -239,9 +295,19 @@ fn rebuild_time_of_10000_services_and_50000_endpoints() {
     let mut times = Vec::new();
     for _ in 0..3 {
         let started = Instant::now();
-        let built = build(&objects, &settings);
+        let built = build(&objects, &settings, &mut Translations::default());
         times.push(started.elapsed());
         assert_eq!(built.resources.len(), 10_000);
     }
-    println!("rebuild of 10,000 Services / 50,000 endpoints: {times:?}");
+    println!("full rebuild of 10,000 Services / 50,000 endpoints: {times:?}");
+    let mut translations = Translations::default();
+    build(&objects, &settings, &mut translations);
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let built = build(&objects, &settings, &mut translations);
+        times.push(started.elapsed());
+        assert_eq!((built.resources.len(), translations.made()), (10_000, 0));
+    }
+    println!("rebuild with every translation reused: {times:?}");
 }
