@@ -5,6 +5,7 @@
 mod cors;
 mod forward;
 mod headers;
+mod host;
 mod inbound;
 mod mirror;
 mod outbound;

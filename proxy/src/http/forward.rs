@@ -1,7 +1,7 @@
 //! The request and response as they cross the proxy: HTTP version towards
 //! the upstream, request target and authority, hop-by-hop headers, upgrades.
 
-use http::header::{HOST, HeaderValue};
+use http::header::{CONTENT_LENGTH, HOST, HeaderValue, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, StatusCode, Uri};
@@ -116,6 +116,11 @@ pub fn response(
 ) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+    // Transfer-Encoding overrides Content-Length, and a proxy must drop the latter (RFC 9112
+    // §6.3): kept, it would frame the decoded body wrongly once the coding is stripped.
+    if parts.headers.contains_key(TRANSFER_ENCODING) {
+        parts.headers.remove(CONTENT_LENGTH);
+    }
     headers::strip_hop_by_hop(&mut parts.headers, switching);
     if switching {
         let tunnelled = match (client_upgrade, parts.extensions.remove::<OnUpgrade>()) {
@@ -128,7 +133,13 @@ pub fn response(
             return respond::text(503, "sluice: connection limit reached\n");
         }
     }
-    parts.version = client;
+    // hyper answers an HTTP/1.0 client in HTTP/1.0 whatever the head says, and keeps its
+    // connection open (`Connection: keep-alive`) when it asked, unless the head says 1.0.
+    parts.version = if client == http::Version::HTTP_10 {
+        http::Version::HTTP_11
+    } else {
+        client
+    };
     Response::from_parts(parts, body)
 }
 

@@ -13,6 +13,7 @@ use hyper_util::server::conn::auto;
 use sluice_conn_idle::{Guarded, Idle};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::host;
 use super::timed::BodyTimeout;
 use super::upgrade::Tunnels;
 use super::{Body, respond};
@@ -34,14 +35,16 @@ where
     let (shed, busy) = (gates.clone(), idle.clone());
     let body_timeout = BodyTimeout(limits.body_read_timeout);
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        let refused = host::refusal(&req);
         let permit = shed.request();
         let guard = busy.start();
         req.extensions_mut().insert(tunnels.clone());
         req.extensions_mut().insert(body_timeout);
-        let answer = permit.is_some().then(|| service(req));
+        let answer = (permit.is_some() && refused.is_none()).then(|| service(req));
         async move {
-            let (resp, permit) = match (answer, permit) {
-                (Some(answer), Some(permit)) => (answer.await, Some(permit)),
+            let (resp, permit) = match (refused, answer, permit) {
+                (Some(why), _, _) => (bad_request(why), None),
+                (None, Some(answer), Some(permit)) => (answer.await, Some(permit)),
                 _ => (overloaded(), None),
             };
             let (parts, body) = resp.into_parts();
@@ -95,6 +98,15 @@ fn overloaded() -> Response<Body> {
     resp.headers_mut().insert(
         respond::ERROR_HEADER,
         http::HeaderValue::from_static("overloaded"),
+    );
+    resp
+}
+/// The answer to a request refused before routing; the connection closes after it.
+fn bad_request(why: &'static str) -> Response<Body> {
+    let mut resp = respond::text(400, format!("sluice: bad request: {why}\n"));
+    resp.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
     );
     resp
 }
