@@ -9,7 +9,7 @@ pub mod limits;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use sluice_api::model::policy::{Policy, Settings};
@@ -18,6 +18,7 @@ use sluice_api::model::{Model, Service, ServiceId};
 
 pub use limits::{Breaker, Limit, Limits, Permit};
 
+use crate::metrics::RequestSeries;
 use crate::tls::Tls;
 
 /// Idle upstream HTTP connections are closed after this long, unless
@@ -144,6 +145,8 @@ pub struct Cluster {
     pub connection: ConnectionPolicy,
     /// TLS towards the endpoints.
     pub tls: Tls,
+    /// The request metrics of the destination, made at its first request.
+    pub series: OnceLock<Arc<RequestSeries>>,
 }
 
 impl Cluster {
@@ -157,6 +160,7 @@ impl Cluster {
             limits: Limits::default(),
             connection: ConnectionPolicy::default(),
             tls: Tls::Plain,
+            series: OnceLock::new(),
         }
     }
 
@@ -345,6 +349,7 @@ impl Build<'_> {
                     breaker,
                     limits: Limits::of(settings),
                     connection: ConnectionPolicy::of(settings),
+                    series: OnceLock::new(),
                 };
                 (port, Arc::new(cluster))
             })

@@ -89,6 +89,10 @@ pub enum ProxyError {
         /// The error.
         source: hyper::Error,
     },
+    /// The client's request body failed while it was sent upstream (a reset, the body-read
+    /// timeout).
+    #[error("reading the request body: {0}")]
+    ClientBody(String),
     /// A circuit-breaker threshold of the destination is reached.
     #[error("upstream overflow: {0}; the request was not sent")]
     Overflow(Overflow),

@@ -20,9 +20,11 @@ pub struct ClientLimits {
     /// A client connection (HTTP/1.1 keep-alive or HTTP/2) with no request in flight for this
     /// long is closed (HTTP/2 with a GOAWAY), as Envoy's `idle_timeout`.
     pub idle_timeout: Duration,
-    /// Longest wait for the next piece of a request body, which also bounds buffering it
-    /// before it is sent upstream (for retries and mirrors).
+    /// Longest wait for the next piece of a request body.
     pub body_read_timeout: Duration,
+    /// Most bytes of a request body kept while it streams upstream, so that a retry can send
+    /// it again (Envoy's `per_request_buffer_limit_bytes`); a larger body is sent once.
+    pub retry_buffer_bytes: usize,
     /// Largest request head (request line and headers), in bytes (Envoy's
     /// `max_request_headers_kb`: 60 KiB); the HTTP/2 header list size too.
     pub max_header_bytes: u32,
@@ -51,6 +53,7 @@ impl Default for ClientLimits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(3600),
             body_read_timeout: Duration::from_secs(300),
+            retry_buffer_bytes: 64 * 1024,
             max_header_bytes: 60 * 1024,
             max_headers: 100,
             h2_max_concurrent_streams: 1024,

@@ -155,9 +155,13 @@ struct LimitArgs {
     /// A client connection with no request in flight for this long is closed (HTTP/2: GOAWAY).
     #[arg(long, env = "SLUICE_CLIENT_IDLE_TIMEOUT", default_value = "1h", value_parser = duration)]
     client_idle_timeout: Duration,
-    /// Longest wait for the next piece of a request body (also while buffering it).
+    /// Longest wait for the next piece of a request body.
     #[arg(long, env = "SLUICE_BODY_READ_TIMEOUT", default_value = "5m", value_parser = duration)]
     body_read_timeout: Duration,
+    /// Most bytes of a request body kept for retries as it streams upstream; a larger body
+    /// is sent once, not retried.
+    #[arg(long, env = "SLUICE_RETRY_BUFFER_BYTES", default_value_t = 64 * 1024)]
+    retry_buffer_bytes: usize,
     /// Largest request head in bytes (and HTTP/2 header list size).
     #[arg(long, env = "SLUICE_MAX_HEADER_BYTES", default_value_t = 60 * 1024)]
     max_header_bytes: u32,
@@ -190,6 +194,7 @@ impl LimitArgs {
             header_read_timeout: self.header_read_timeout,
             idle_timeout: self.client_idle_timeout,
             body_read_timeout: self.body_read_timeout,
+            retry_buffer_bytes: self.retry_buffer_bytes,
             max_header_bytes: self.max_header_bytes,
             max_headers: self.max_headers,
             h2_max_concurrent_streams: self.h2_max_concurrent_streams,

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -14,7 +14,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
-use crate::cluster::{ClusterName, Limit};
+use crate::Identity;
+use crate::cluster::{Cluster, ClusterName, Limit};
 
 /// `destination_service` of connections and requests to destinations outside the registry
 /// passed through (ALLOW_ANY), as Istio names them: one label, whatever the address.
@@ -29,6 +30,11 @@ pub const OVERFLOW: &str = "other";
 /// create. Labels come from the config, so a mesh stays far below it; it bounds what traffic
 /// could still vary (inbound ports nothing listens on, status codes).
 pub const MAX_REQUEST_LABEL_SETS: usize = 4096;
+/// Most series kept outside the clusters (unknown destinations, inbound ports); beyond, a
+/// request's series is made for it (hashing its labels).
+const MAX_CACHED_SERIES: usize = 256;
+/// Most (version, status code) handles a series holds; beyond, they are looked up by label.
+const MAX_SERIES_HANDLES: usize = 64;
 
 /// The label of a destination outside the registry under `mode`.
 pub fn unknown_destination(mode: sluice_api::mesh_config::OutboundMode) -> &'static str {
@@ -162,15 +168,22 @@ pub struct Metrics {
     refused: Family<RefusedLabels, Counter>,
     overflow: Family<OverflowLabels, Counter>,
     fallback: Family<FallbackLabels, Counter>,
-    /// The counter and histogram of each label set seen, found with one
-    /// lookup per request rather than one per family.
+    /// The counter and histogram of each label set seen: where a [`RequestSeries`] finds a
+    /// handle it does not hold yet, and what bounds the label sets.
     request_handles: RwLock<HashMap<RequestLabels, (Counter, Histogram)>>,
+    /// Series of destinations no cluster stands for (unknown destinations, inbound ports),
+    /// at most [`MAX_CACHED_SERIES`].
+    series_cache: RwLock<Vec<Arc<RequestSeries>>>,
+    /// Series of inbound requests by the port they were sent to, at most [`MAX_CACHED_SERIES`].
+    inbound_series: RwLock<Vec<(u16, Arc<RequestSeries>)>>,
     /// Config version and reload errors.
     pub config: ConfigMetrics,
     /// Limits and panics.
     pub limits: LimitMetrics,
     /// Tasks alive on the runtime serving the metrics, read when they are encoded.
     tasks: Gauge,
+    /// Request bodies that outgrew the retry buffer: sent once, not retried.
+    pub retry_buffer_overflows: Counter,
     access_log: bool,
 }
 
@@ -277,6 +290,12 @@ impl Metrics {
             "Requests for a subset without healthy endpoints sent to its ReleasePolicy fallback subset",
             fallback.clone(),
         );
+        let retry_buffer_overflows = Counter::default();
+        registry.register(
+            "retry_buffer_overflows",
+            "Request bodies that outgrew the retry buffer (--retry-buffer-bytes): sent once, not retried",
+            retry_buffer_overflows.clone(),
+        );
         registry.register(
             "config_version",
             "Config version in force",
@@ -301,9 +320,12 @@ impl Metrics {
             overflow,
             fallback,
             request_handles: RwLock::default(),
+            series_cache: RwLock::default(),
+            inbound_series: RwLock::default(),
             config,
             limits,
             tasks,
+            retry_buffer_overflows,
             access_log,
         }
     }
@@ -336,18 +358,39 @@ impl Metrics {
 
     /// Records a finished request: metrics, and the access log line.
     pub fn request(&self, record: &RequestRecord, duration: Duration) {
+        let secs = duration.as_secs_f64();
+        let series = &record.series;
+        let version = record.version();
+        let code = record.response_code;
+        if !series.observe(version, code, secs) {
+            let mut labels = series.labels.clone();
+            labels.destination_version = version.to_string();
+            labels.response_code = code;
+            let (count, histogram) = self.handles(labels);
+            count.inc();
+            histogram.observe(secs);
+            series.remember(version, code, count, histogram);
+        }
+        if let Some(access) = &record.access {
+            access_log(&AccessLine::new(record, access, duration));
+        }
+    }
+
+    /// The counter and histogram of a label set, from the families: at most
+    /// [`MAX_REQUEST_LABEL_SETS`], beyond which a new set counts under [`OVERFLOW`].
+    fn handles(&self, labels: RequestLabels) -> (Counter, Histogram) {
         let known = self
             .request_handles
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&record.labels)
+            .get(&labels)
             .cloned();
-        let (count, histogram) = known.unwrap_or_else(|| {
+        known.unwrap_or_else(|| {
             let mut handles = self
                 .request_handles
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
-            let mut labels = record.labels.clone();
+            let mut labels = labels;
             if handles.len() >= MAX_REQUEST_LABEL_SETS && !handles.contains_key(&labels) {
                 labels.destination_service = OVERFLOW.into();
                 labels.destination_subset = OVERFLOW.into();
@@ -362,12 +405,126 @@ impl Metrics {
                     )
                 })
                 .clone()
+        })
+    }
+
+    /// The series of requests from `source` (workload, namespace) to `service` and `subset`,
+    /// with `version` as the version of answers no endpoint names.
+    pub fn series(
+        &self,
+        direction: Direction,
+        source: (&str, &str),
+        service: &str,
+        subset: &str,
+        version: &str,
+    ) -> Arc<RequestSeries> {
+        Arc::new(RequestSeries {
+            owner: self.id(),
+            labels: RequestLabels {
+                direction,
+                source_workload: source.0.to_string(),
+                source_namespace: source.1.to_string(),
+                destination_service: service.to_string(),
+                destination_subset: subset.to_string(),
+                destination_version: version.to_string(),
+                response_code: 0,
+            },
+            handles: RwLock::default(),
+        })
+    }
+
+    /// The series of outbound requests of `identity` to `cluster`'s service and subset: made
+    /// once per cluster (each config version has its clusters) and kept in it.
+    pub fn outbound(&self, cluster: &Cluster, identity: &Identity) -> Arc<RequestSeries> {
+        let made = cluster.series.get_or_init(|| {
+            self.series(
+                Direction::Outbound,
+                (&identity.workload, &identity.namespace),
+                &cluster.name.service,
+                &cluster.name.subset,
+                "",
+            )
         });
-        count.inc();
-        histogram.observe(duration.as_secs_f64());
-        if let Some(access) = &record.access {
-            access_log(&AccessLine::new(&record.labels, access, duration));
+        // A cluster serves the one proxy whose metrics these are; another's makes its own.
+        if made.owner == self.id() {
+            made.clone()
+        } else {
+            self.series(
+                Direction::Outbound,
+                (&identity.workload, &identity.namespace),
+                &cluster.name.service,
+                &cluster.name.subset,
+                "",
+            )
         }
+    }
+
+    /// The series of `direction` from `source` to `service` (a fixed label or a port's),
+    /// answered as `version`, for destinations no cluster stands for: kept here, up to a bound.
+    pub fn cached(
+        &self,
+        direction: Direction,
+        source: (&str, &str),
+        service: &str,
+        version: &str,
+    ) -> Arc<RequestSeries> {
+        let matches = |s: &RequestSeries| {
+            let l = &s.labels;
+            l.direction == direction
+                && l.destination_service == service
+                && l.source_workload == source.0
+                && l.source_namespace == source.1
+                && l.destination_version == version
+        };
+        let cache = self
+            .series_cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = cache.iter().find(|s| matches(s)) {
+            return found.clone();
+        }
+        let full = cache.len() >= MAX_CACHED_SERIES;
+        drop(cache);
+        let made = self.series(direction, source, service, "", version);
+        if !full {
+            self.series_cache
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(made.clone());
+        }
+        made
+    }
+
+    /// The series of inbound requests to `identity`'s app on `port` (labelled
+    /// `workload:port`), kept by port up to a bound.
+    pub fn inbound(&self, identity: &Identity, port: u16) -> Arc<RequestSeries> {
+        let cache = self
+            .inbound_series
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, found)) = cache.iter().find(|(p, _)| *p == port) {
+            return found.clone();
+        }
+        let full = cache.len() >= MAX_CACHED_SERIES;
+        drop(cache);
+        let made = self.series(
+            Direction::Inbound,
+            ("unknown", "unknown"),
+            &format!("{}:{port}", identity.workload),
+            "",
+            &identity.version,
+        );
+        if !full {
+            self.inbound_series
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((port, made.clone()));
+        }
+        made
+    }
+
+    fn id(&self) -> usize {
+        std::ptr::from_ref(self) as usize
     }
 
     /// Records an opened TCP connection.
@@ -425,17 +582,95 @@ impl Metrics {
     }
 }
 
+/// The request metrics of one destination as one proxy sees it (direction, source, service,
+/// subset): made once per destination and config version, so that recording a request finds
+/// its counter and histogram by the answering endpoint's version and the status code, without
+/// hashing or copying strings.
+#[derive(Debug)]
+pub struct RequestSeries {
+    /// The [`Metrics`] it belongs to.
+    owner: usize,
+    /// The labels, with the default version and no code.
+    labels: RequestLabels,
+    handles: RwLock<Vec<SeriesHandle>>,
+}
+
+#[derive(Debug)]
+struct SeriesHandle {
+    version: String,
+    code: u16,
+    count: Counter,
+    duration: Histogram,
+}
+
+impl RequestSeries {
+    /// The destination service label.
+    pub fn service(&self) -> &str {
+        &self.labels.destination_service
+    }
+
+    /// Counts a request answered `code` by an endpoint of `version`, if this series has its
+    /// handle.
+    fn observe(&self, version: &str, code: u16, secs: f64) -> bool {
+        let handles = self.handles.read().unwrap_or_else(PoisonError::into_inner);
+        match handles
+            .iter()
+            .find(|h| h.code == code && h.version == version)
+        {
+            Some(h) => {
+                h.count.inc();
+                h.duration.observe(secs);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remember(&self, version: &str, code: u16, count: Counter, duration: Histogram) {
+        let mut handles = self.handles.write().unwrap_or_else(PoisonError::into_inner);
+        if handles.len() < MAX_SERIES_HANDLES {
+            handles.push(SeriesHandle {
+                version: version.to_string(),
+                code,
+                count,
+                duration,
+            });
+        }
+    }
+}
+
 /// A finished request, as metrics and the access log see it.
 #[derive(Clone, Debug)]
 pub struct RequestRecord {
-    /// Metric labels.
-    pub labels: RequestLabels,
+    /// The series of its destination.
+    pub series: Arc<RequestSeries>,
+    /// The `version` label of the endpoint that answered, when it has one (else the series').
+    pub version: Option<String>,
+    /// The status code sent to the client.
+    pub response_code: u16,
     /// What only the access log shows; `None` when it is off, so that
     /// requests do not pay for it.
     pub access: Option<Box<AccessDetails>>,
 }
 
 impl RequestRecord {
+    /// The record of a request to `series`' destination, not answered yet.
+    pub fn new(series: Arc<RequestSeries>, access: Option<Box<AccessDetails>>) -> RequestRecord {
+        RequestRecord {
+            series,
+            version: None,
+            response_code: 0,
+            access,
+        }
+    }
+
+    /// The `destination_version` label.
+    pub fn version(&self) -> &str {
+        self.version
+            .as_deref()
+            .unwrap_or(&self.series.labels.destination_version)
+    }
+
     /// Notes the route that matched, for the access log.
     pub fn set_route(&mut self, name: Option<&str>) {
         if let Some(a) = &mut self.access {
@@ -531,7 +766,8 @@ struct AccessLine<'a> {
 }
 
 impl<'a> AccessLine<'a> {
-    fn new(labels: &'a RequestLabels, r: &'a AccessDetails, duration: Duration) -> Self {
+    fn new(record: &'a RequestRecord, r: &'a AccessDetails, duration: Duration) -> Self {
+        let labels = &record.series.labels;
         let since = r
             .start
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -543,7 +779,7 @@ impl<'a> AccessLine<'a> {
             authority: &r.authority,
             path: &r.path,
             protocol: &r.protocol,
-            response_code: labels.response_code,
+            response_code: record.response_code,
             duration_ms: duration.as_secs_f64() * 1000.0,
             upstream_host: r.upstream,
             destination_service: &labels.destination_service,
@@ -575,22 +811,19 @@ mod tests {
     #[test]
     fn a_port_scan_cannot_grow_the_request_label_sets() {
         let m = Metrics::new(false);
+        let app = Identity {
+            workload: "app".into(),
+            namespace: "default".into(),
+            version: String::new(),
+        };
         for port in 0..10_000u16 {
-            let record = RequestRecord {
-                labels: RequestLabels {
-                    direction: Direction::Inbound,
-                    source_workload: "unknown".into(),
-                    source_namespace: "unknown".into(),
-                    destination_service: format!("app:{port}"),
-                    destination_subset: String::new(),
-                    destination_version: String::new(),
-                    response_code: 503,
-                },
-                access: None,
-            };
+            let series = m.inbound(&app, port);
+            let mut record = RequestRecord::new(series, None);
+            record.response_code = 503;
             m.request(&record, Duration::from_millis(1));
         }
         assert_eq!(m.request_label_sets(), MAX_REQUEST_LABEL_SETS + 1);
+        assert_eq!(m.inbound_series.read().unwrap().len(), MAX_CACHED_SERIES);
         let text = m.encode();
         let overflow = 10_000 - MAX_REQUEST_LABEL_SETS;
         assert!(
@@ -604,20 +837,21 @@ mod tests {
     #[test]
     fn a_request_shows_up_with_its_labels() {
         let m = Metrics::new(false);
-        let labels = RequestLabels {
-            direction: Direction::Outbound,
-            source_workload: "client".into(),
-            source_namespace: "default".into(),
-            destination_service: "catalog.default.svc.cluster.local".into(),
-            destination_subset: "version-v1".into(),
-            destination_version: "v1".into(),
-            response_code: 200,
-        };
-        let record = RequestRecord {
-            labels,
-            access: None,
-        };
+        let series = m.series(
+            Direction::Outbound,
+            ("client", "default"),
+            "catalog.default.svc.cluster.local",
+            "version-v1",
+            "",
+        );
+        let mut record = RequestRecord::new(series.clone(), None);
+        record.version = Some("v1".into());
+        record.response_code = 200;
         m.request(&record, Duration::from_millis(3));
+        // The second time the series holds the handle: the same counter, no new label set.
+        m.request(&record, Duration::from_millis(3));
+        assert_eq!(m.request_label_sets(), 1);
+        assert_eq!(series.handles.read().unwrap().len(), 1);
         m.refused("tcp");
         let text = m.encode();
         assert!(
@@ -626,7 +860,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                r#"destination_subset="version-v1",destination_version="v1",response_code="200"} 1"#
+                r#"destination_subset="version-v1",destination_version="v1",response_code="200"} 2"#
             ),
             "{text}"
         );

@@ -15,7 +15,7 @@ use super::timed::BodyTimeout;
 use super::upgrade::ClientUpgrade;
 use super::{Body, forward, headers, incoming, respond};
 use crate::Sidecar;
-use crate::metrics::{AccessDetails, Direction, RequestLabels, RequestRecord};
+use crate::metrics::{AccessDetails, RequestRecord};
 use crate::tcp::OriginalSrc;
 
 /// The inbound side of one client connection: the app port it was sent to, and in tproxy
@@ -84,7 +84,7 @@ impl Inbound {
                 respond::remote_error(&failed.error, grpc)
             }
         };
-        record.labels.response_code = resp.status().as_u16();
+        record.response_code = resp.status().as_u16();
         let (parts, body) = resp.into_parts();
         let body = Recorded::new(
             body,
@@ -101,17 +101,7 @@ impl Inbound {
             access.upstream = Some(self.dst);
             access
         });
-        RequestRecord {
-            labels: RequestLabels {
-                direction: Direction::Inbound,
-                source_workload: "unknown".into(),
-                source_namespace: "unknown".into(),
-                destination_service: format!("{}:{}", id.workload, self.dst.port()),
-                destination_subset: String::new(),
-                destination_version: id.version.clone(),
-                response_code: 0,
-            },
-            access,
-        }
+        let series = self.sidecar.metrics.inbound(id, self.dst.port());
+        RequestRecord::new(series, access)
     }
 }

@@ -174,6 +174,15 @@ impl CopySender {
     }
 }
 
+impl Drop for CopySender {
+    /// A copy whose main body went away before its end is cut off, not silently ended.
+    fn drop(&mut self) {
+        if self.tx.is_some() {
+            self.abort();
+        }
+    }
+}
+
 impl hyper::body::Body for Tee {
     type Data = Bytes;
     type Error = BoxError;

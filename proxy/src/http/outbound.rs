@@ -17,7 +17,7 @@ use http::request::Parts;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use sluice_api::mesh_config::OutboundMode;
-use sluice_api::model::routes::{HeaderOps, HttpRule, RequestInfo, Target};
+use sluice_api::model::routes::{HeaderOps, HttpRule, RequestInfo, SubsetRef, Target};
 
 use super::record::{Recorded, Recorder};
 use super::route::{self, Action};
@@ -28,7 +28,7 @@ use crate::config::Snapshot;
 use crate::destination;
 use crate::error::ProxyError;
 use crate::gateway::Edge;
-use crate::metrics::{self, AccessDetails, Direction, RequestLabels, RequestRecord};
+use crate::metrics::{self, AccessDetails, Direction, RequestRecord};
 use head::{Head, Outgoing};
 
 /// The outbound side of one client connection: where it was going.
@@ -126,7 +126,7 @@ impl Outbound {
             Some(snap) => self.route(&snap, req, authority, &mut record, grpc).await,
             None => respond::error(&ProxyError::NotReady, grpc),
         };
-        record.labels.response_code = resp.status().as_u16();
+        record.response_code = resp.status().as_u16();
         let (parts, body) = resp.into_parts();
         let body = Recorded::new(
             body,
@@ -243,20 +243,26 @@ impl Outbound {
         } = req;
         let fell_back = fallback::choose(&self.sidecar, snap, route.target, self.dst);
         let target = fell_back.as_ref().map_or(route.target, |f| &*f.target);
-        record.labels.destination_service = target.host.clone();
-        record.labels.destination_subset = target.subset_name.clone().unwrap_or_default();
+        let id = &self.sidecar.identity;
         let dest = match destination::resolve(snap, target, self.dst) {
             Ok(d) => d,
-            Err(e) => return self.fail(snap, e, record, grpc),
+            Err(e) => {
+                record.series = self.sidecar.metrics.series(
+                    Direction::Outbound,
+                    (&id.workload, &id.namespace),
+                    &target.host,
+                    target.subset_name.as_deref().unwrap_or_default(),
+                    "",
+                );
+                return self.fail(snap, e, record, grpc);
+            }
         };
+        record.series = self.sidecar.metrics.outbound(dest.cluster, id);
         if let Some(resp) = fault(route.rule).await {
             return resp;
         }
         let head = Head::shape(&route, authority, &mut parts);
-        let body = match self.body(snap, route.rule, &parts, &head, body).await {
-            Ok(body) => body,
-            Err(resp) => return resp,
-        };
+        let body = self.body(snap, route.rule, &parts, &head, body);
         let version = forward::version(dest.protocol, parts.version, head.upgrade, dest.settings);
         let request = Outgoing::new(&parts, head.host, head.path, version);
         let session = SessionCookie::generate(
@@ -277,7 +283,7 @@ impl Outbound {
         {
             Ok((resp, endpoint)) => {
                 record.set_upstream(endpoint.addr);
-                record.labels.destination_version = endpoint.version.unwrap_or_default();
+                record.version = endpoint.version;
                 let mut resp = forward::response(resp, parts.version, head.client_upgrade);
                 if let Some(cookie) = session {
                     resp.headers_mut().append(SET_COOKIE, cookie.set_cookie);
@@ -297,28 +303,24 @@ impl Outbound {
     /// before it is routed keeps bounded labels.
     fn record(&self, req: &Request<Incoming>, snap: Option<&Snapshot>) -> RequestRecord {
         let id = &self.sidecar.identity;
-        let destination_service = match snap {
+        let metrics = &self.sidecar.metrics;
+        let source = (id.workload.as_str(), id.namespace.as_str());
+        let unknown = |label| metrics.cached(Direction::Outbound, source, label, "");
+        let series = match snap {
             Some(snap) => match snap.model.registry.by_destination(self.dst) {
-                Some(svc) => snap.model.registry.get(svc).host.clone(),
-                None => metrics::unknown_destination(snap.model.mesh.outbound).into(),
+                Some(svc) => match snap.clusters.get(svc, SubsetRef::All, self.dst.port()) {
+                    Some(cluster) => metrics.outbound(cluster, id),
+                    None => unknown(&snap.model.registry.get(svc).host),
+                },
+                None => unknown(metrics::unknown_destination(snap.model.mesh.outbound)),
             },
-            None => metrics::BLACK_HOLE.into(),
+            None => unknown(metrics::BLACK_HOLE),
         };
-        RequestRecord {
-            labels: RequestLabels {
-                direction: Direction::Outbound,
-                source_workload: id.workload.clone(),
-                source_namespace: id.namespace.clone(),
-                destination_service,
-                destination_subset: String::new(),
-                destination_version: String::new(),
-                response_code: 0,
-            },
-            access: self.sidecar.metrics.access_log().then(|| {
-                let authority = forward::authority(req.uri(), req.headers());
-                AccessDetails::of(req, authority.unwrap_or_default())
-            }),
-        }
+        let access = metrics.access_log().then(|| {
+            let authority = forward::authority(req.uri(), req.headers());
+            AccessDetails::of(req, authority.unwrap_or_default())
+        });
+        RequestRecord::new(series, access)
     }
 }
 

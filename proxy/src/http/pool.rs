@@ -1,7 +1,8 @@
 //! Upstream connections, pooled per endpoint address and destination (so
 //! they outlive config versions and each destination's limits and policy
 //! apply to its own connections): HTTP/1.1 connections reused one request at
-//! a time, one multiplexed HTTP/2 connection per endpoint. Requests beyond
+//! a time, multiplexed HTTP/2 connections per endpoint (another opened when the server's
+//! `SETTINGS_MAX_CONCURRENT_STREAMS` are all in use). Requests beyond
 //! the destination's circuit-breaker thresholds are refused or wait for a
 //! connection, as in Envoy's connection pools. Connections to the app made
 //! from a client's own address (tproxy mode) are pooled per client, as with
@@ -10,7 +11,9 @@
 mod conn;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -20,13 +23,29 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use self::conn::{ConnState, Held, HeldBody, Slot};
+use self::conn::{ConnState, Conns, H2Sender, Held, HeldBody, Slot};
 use super::Body;
 use crate::cluster::{Cluster, Limit, Overflow, Permit};
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
 use crate::tcp::{self, OriginalSrc};
 use crate::tls::{Alpn, Stream, Tls};
+
+/// No limit on the streams of one HTTP/2 connection (beyond the server's own, which its
+/// connection enforces by queueing).
+const UNLIMITED_STREAMS: u32 = u32::MAX - 1;
+
+/// HTTP/2 upstream connections, set explicitly rather than left to the library: the
+/// flow-control window of each stream (as the client-facing side's default)...
+const H2_STREAM_WINDOW: u32 = 1024 * 1024;
+/// ...and of each connection...
+const H2_CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
+/// ...the largest frame accepted...
+const H2_MAX_FRAME: u32 = 64 * 1024;
+/// ...the largest response header list accepted...
+const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
+/// ...and the streams assumed until the server's SETTINGS say how many it takes.
+const H2_INITIAL_STREAMS: usize = 100;
 
 /// The HTTP version spoken upstream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -175,6 +194,18 @@ impl Pool {
                         queued = true;
                         self.inner.metrics.overflow(&o.cluster, o.limit);
                     }
+                    // No more connections: an HTTP/2 request queues for a stream of an open
+                    // one (in its connection, until the server frees a stream).
+                    let beyond = (to.version == Version::Http2)
+                        .then(|| take_h2(&mut slot.lock(), |_| UNLIMITED_STREAMS))
+                        .flatten();
+                    if let Some(taken) = beyond {
+                        drop(pending);
+                        return self
+                            .send_on(to, &slot, taken, req)
+                            .await
+                            .map(|resp| with_held(resp, request));
+                    }
                     freed.await;
                     continue;
                 }
@@ -228,10 +259,7 @@ impl Pool {
             Version::Http2 => match handshake_h2(Stream::Plain(stream)).await {
                 Ok((sender, conn)) => {
                     tokio::spawn(conn::drive(conn, state.clone(), Some(permit)));
-                    let mut conns = slot.lock();
-                    if conns.h2.is_none() {
-                        conns.h2 = Some((sender, state));
-                    }
+                    slot.lock().h2.push((sender, state));
                 }
                 Err(e) => {
                     slot.open.fetch_sub(1, Ordering::AcqRel);
@@ -312,9 +340,9 @@ impl Pool {
                 tokio::spawn(conn::drive(conn, state.clone(), Some(permit)));
                 state.claim(false);
                 if !state.is_retired() {
-                    slot.lock().h2 = Some((sender.clone(), state.clone()));
+                    slot.lock().h2.push((sender.clone(), state.clone()));
                 }
-                Ok(Taken::H2(sender, Held::claimed(state)))
+                Ok(Taken::H2(sender.send, Held::claimed(state)))
             }
         }
     }
@@ -362,15 +390,9 @@ impl Pool {
             Taken::H2(mut sender, held) => match sender.try_send_request(req).await {
                 Ok(resp) => Ok((resp, held)),
                 Err(e) => {
-                    let mut conns = slot.lock();
-                    if conns
+                    slot.lock()
                         .h2
-                        .as_ref()
-                        .is_some_and(|(_, s)| Arc::ptr_eq(s, held.state()))
-                    {
-                        conns.h2 = None;
-                    }
-                    drop(conns);
+                        .retain(|(_, s)| !Arc::ptr_eq(s, held.state()));
                     Err(fail(e))
                 }
             },
@@ -465,19 +487,30 @@ fn take(slot: &Slot, version: Version) -> Option<Taken> {
             }
             None
         }
-        Version::Http2 => {
-            let (sender, state) = conns.h2.as_ref()?;
-            if sender.is_closed() || !state.claim(false) {
-                conns.h2 = None;
-                return None;
-            }
-            let taken = Taken::H2(sender.clone(), Held::claimed(state.clone()));
-            if state.is_retired() {
-                conns.h2 = None;
-            }
-            Some(taken)
-        }
+        Version::Http2 => take_h2(&mut conns, |sender| (sender.streams)()),
     }
+}
+
+/// A stream on the first of `conns`' HTTP/2 connections with fewer than `max` of its
+/// connection's streams in flight; closed and retired connections met on the way are dropped.
+fn take_h2(conns: &mut Conns, max: impl Fn(&H2Sender) -> u32) -> Option<Taken> {
+    let mut i = 0;
+    while i < conns.h2.len() {
+        let (sender, state) = &conns.h2[i];
+        if sender.send.is_closed() || state.is_closed() || state.is_retired() {
+            conns.h2.remove(i);
+            continue;
+        }
+        if state.claim_up_to(max(sender).max(1)) {
+            let taken = Taken::H2(sender.send.clone(), Held::claimed(state.clone()));
+            if state.is_retired() {
+                conns.h2.remove(i);
+            }
+            return Some(taken);
+        }
+        i += 1;
+    }
+    None
 }
 
 /// The response, its body holding the request's place until it ends.
@@ -495,15 +528,30 @@ fn overflow(o: Overflow, req: Request<Body>) -> Box<Failed> {
     })
 }
 
+/// Opens an HTTP/2 connection with the pool's settings; the sender can tell the server's
+/// current stream limit (the connection is shared with its driver for that).
 async fn handshake_h2(
     stream: Stream,
-) -> hyper::Result<(
-    http2::SendRequest<Body>,
-    http2::Connection<TokioIo<Stream>, Body, TokioExecutor>,
-)> {
-    http2::Builder::new(TokioExecutor::new())
+) -> hyper::Result<(H2Sender, impl Future<Output = hyper::Result<()>>)> {
+    let (send, conn) = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .keep_alive_interval(Duration::from_secs(30))
-        .handshake(TokioIo::new(stream))
-        .await
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .max_frame_size(H2_MAX_FRAME)
+        .max_header_list_size(H2_MAX_HEADER_LIST)
+        .initial_max_send_streams(H2_INITIAL_STREAMS)
+        .handshake::<_, Body>(TokioIo::new(stream))
+        .await?;
+    let conn = Arc::new(Mutex::new(conn));
+    let shared = conn.clone();
+    let streams = move || {
+        let conn = shared.lock().unwrap_or_else(PoisonError::into_inner);
+        u32::try_from(conn.current_max_send_streams()).unwrap_or(u32::MAX)
+    };
+    let driven = std::future::poll_fn(move |cx| {
+        Pin::new(&mut *conn.lock().unwrap_or_else(PoisonError::into_inner)).poll(cx)
+    });
+    let streams = Arc::new(streams);
+    Ok((H2Sender { send, streams }, driven))
 }

@@ -17,6 +17,7 @@ pub fn status(err: &ProxyError) -> StatusCode {
     match err {
         ProxyError::UnknownDestination(_) | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
         ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+        ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
         ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         ProxyError::MissingSubset { .. }
         | ProxyError::NoEndpoints(_)
@@ -72,6 +73,7 @@ fn public_reason(err: &ProxyError) -> &'static str {
         ProxyError::Resolve { .. } | ProxyError::Connect { .. } => "upstream connect error",
         ProxyError::Tls { .. } | ProxyError::TlsUnavailable { .. } => "upstream TLS error",
         ProxyError::Upstream { .. } => "upstream reset before the response completed",
+        ProxyError::ClientBody(_) => "the request body could not be read",
         ProxyError::Timeout(_) => "upstream request timeout",
         ProxyError::Overflow(_) => "upstream overflow",
         ProxyError::NotReady => "proxy not ready",
@@ -89,6 +91,7 @@ fn kind(err: &ProxyError) -> &'static str {
         ProxyError::Resolve { .. } => "dns",
         ProxyError::Connect { .. } => "connect",
         ProxyError::Upstream { .. } => "upstream",
+        ProxyError::ClientBody(_) => "request-body",
         ProxyError::Timeout(_) => "timeout",
         ProxyError::Overflow(_) => "overflow",
         ProxyError::Tls { .. } => "tls",

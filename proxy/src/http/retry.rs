@@ -1,67 +1,16 @@
-//! Retries: which failures and answers are retried, with what pause, and
-//! which request bodies can be sent again.
+//! Retries: which failures and answers are retried, with what pause, and the request body's
+//! retry buffer ([`RequestBody`]).
+
+mod replay;
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::BodyExt as _;
 use hyper::Response;
-use hyper::body::{Body as _, Incoming};
 use sluice_api::model::routes::RetryOn;
 
-use super::timed::BodyTimeout;
-use super::{Body, BoxError, full, incoming};
 use crate::error::ProxyError;
 
-/// Request bodies up to this size (by Content-Length) are buffered, so the
-/// request can be retried and mirrored whole.
-pub const MAX_REPLAY: u64 = 64 * 1024;
-
-/// A request body: in memory (replayable) or streaming (sent once).
-#[derive(Debug)]
-pub enum RequestBody {
-    /// Known small or empty, read in full.
-    Replayable(Bytes),
-    /// Large or of unknown length (gRPC streams, chunked uploads).
-    Streaming(Body),
-    /// Streamed already: it cannot be sent again.
-    Sent,
-}
-
-impl RequestBody {
-    /// Reads a small body whole; leaves others streaming; both under the body-read `timeout`.
-    pub async fn prepare(
-        body: Incoming,
-        timeout: Option<BodyTimeout>,
-    ) -> Result<RequestBody, BoxError> {
-        if body.is_end_stream() {
-            return Ok(RequestBody::Replayable(Bytes::new()));
-        }
-        let small = matches!(body.size_hint().exact(), Some(n) if n <= MAX_REPLAY);
-        let body = incoming(body, timeout);
-        if small {
-            return Ok(RequestBody::Replayable(body.collect().await?.to_bytes()));
-        }
-        Ok(RequestBody::Streaming(body))
-    }
-
-    /// The body for one try: a copy of the buffered bytes, or the stream (once).
-    pub fn take(&mut self) -> Option<Body> {
-        match self {
-            RequestBody::Replayable(b) => Some(full(b.clone())),
-            RequestBody::Streaming(_) => match std::mem::replace(self, RequestBody::Sent) {
-                RequestBody::Streaming(b) => Some(b),
-                _ => None,
-            },
-            RequestBody::Sent => None,
-        }
-    }
-
-    /// True when another try can send the body again.
-    pub fn replayable(&self) -> bool {
-        matches!(self, RequestBody::Replayable(_))
-    }
-}
+pub use replay::RequestBody;
 
 /// True when a failure before an answer is retried under `on`.
 pub fn retry_error(on: &RetryOn, err: &ProxyError) -> bool {
@@ -117,17 +66,6 @@ pub fn backoff(base: Duration, n: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_streamed_body_is_sent_once() {
-        let mut body = RequestBody::Streaming(crate::http::empty());
-        assert!(!body.replayable());
-        assert!(body.take().is_some());
-        assert!(body.take().is_none());
-        assert!(!body.replayable());
-        let mut small = RequestBody::Replayable(Bytes::from_static(b"abc"));
-        assert!(small.take().is_some() && small.take().is_some() && small.replayable());
-    }
 
     #[test]
     fn what_is_retried() {

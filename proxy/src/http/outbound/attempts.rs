@@ -15,7 +15,7 @@ use crate::destination::{Destination, Endpoint};
 use crate::error::ProxyError;
 use crate::http::pool::Failed;
 use crate::http::retry::{self, RequestBody};
-use crate::http::{Body, Upstream, empty};
+use crate::http::{Body, Upstream};
 
 /// Istio's retry policy, for requests no route with a policy of its own matched.
 static MESH_DEFAULT_RETRIES: LazyLock<RetryPolicy> = LazyLock::new(RetryPolicy::mesh_default);
@@ -43,25 +43,25 @@ impl Outbound {
     }
 
     /// Tries, and retries as the policy and the destination's retry budget
-    /// (`maxRetries`) allow, on freshly chosen endpoints.
+    /// (`maxRetries`) allow, on freshly chosen endpoints. A retry sends the body again from
+    /// its retry buffer; a body that outgrew it is not retried once it was sent.
     async fn attempts(
         &self,
         snap: &Snapshot,
         dest: &Destination<'_>,
         request: &Outgoing,
         hash: &HashInput<'_>,
-        mut body: RequestBody,
+        body: RequestBody,
         retries: &RetryPolicy,
     ) -> Result<(Response<Body>, Endpoint), ProxyError> {
         let connect_timeout = dest.connect_timeout(snap);
-        let mut unsent = body.take();
+        let mut try_body = body.first();
         let mut n = 1;
         let mut retrying: Option<Permit> = None;
         // A request the upstream may have acted on is sent again only when it is idempotent.
         let resendable = request.idempotent();
         loop {
             let endpoint = dest.pick(&self.sidecar, self.dst, hash).await?;
-            let try_body = unsent.take().or_else(|| body.take()).unwrap_or_else(empty);
             let to = Upstream {
                 addr: endpoint.addr,
                 version: request.version,
@@ -83,6 +83,10 @@ impl Outbound {
             };
             // A retry counts against the budget until its answer is in.
             drop(retrying.take());
+            // The client's body failed, not the upstream: no retry, and no mark on the endpoint.
+            if let (Err(_), Some(reason)) = (&result, body.failed()) {
+                return Err(ProxyError::ClientBody(reason));
+            }
             let more = n <= retries.attempts;
             let status = result.as_ref().ok().map(|r| r.status().as_u16());
             if status.is_some() || matches!(&result, Err(f) if retry::is_endpoint_failure(&f.error))
@@ -90,31 +94,38 @@ impl Outbound {
                 dest.record(&self.sidecar, endpoint.addr, status);
             }
             match result {
-                Ok(resp)
-                    if more
-                        && resendable
-                        && body.replayable()
-                        && retry::retry_response(&retries.on, &resp) =>
-                {
-                    retrying = Some(match self.retry_budget(dest) {
-                        Some(p) => p,
-                        None => return Ok((resp, endpoint)),
-                    });
+                Ok(resp) if more && resendable && retry::retry_response(&retries.on, &resp) => {
+                    let Some(permit) = self.retry_budget(dest) else {
+                        return Ok((resp, endpoint));
+                    };
+                    let Some(again) = body.again() else {
+                        return Ok((resp, endpoint));
+                    };
+                    retrying = Some(permit);
+                    try_body = again;
                     tracing::debug!(upstream = %endpoint.addr, status = %resp.status(), "retrying");
                 }
                 Ok(resp) => return Ok((resp, endpoint)),
                 Err(failed) => {
-                    let again = failed.request.map(|r| r.into_body());
-                    let can_resend = (resendable && body.replayable()) || again.is_some();
-                    if !(more && can_resend && retry::retry_error(&retries.on, &failed.error)) {
+                    if !(more && retry::retry_error(&retries.on, &failed.error)) {
                         return Err(failed.error);
                     }
+                    // A request that never left goes as it is; one the upstream may have
+                    // received, only when idempotent and its body is still kept.
+                    let again = match failed.request {
+                        Some(unsent) => Some(unsent.into_body()),
+                        None if resendable => body.again(),
+                        None => None,
+                    };
+                    let Some(again) = again else {
+                        return Err(failed.error);
+                    };
                     retrying = Some(match self.retry_budget(dest) {
                         Some(p) => p,
                         None => return Err(failed.error),
                     });
+                    try_body = again;
                     tracing::debug!("retrying after: {}", failed.error);
-                    unsent = again.filter(|_| !body.replayable());
                 }
             }
             n += 1;

@@ -1,11 +1,11 @@
-//! The body policy of a forwarded request: read whole when small (so retries can resend it),
-//! else streamed, and copied to the rule's mirrors this request is sampled for.
+//! The body policy of a forwarded request: streamed upstream behind the retry buffer (see
+//! [`RequestBody`]), and copied to the rule's mirrors this request is sampled for.
 
 use std::sync::Arc;
 
 use http::request::Parts;
-use hyper::body::Incoming;
-use hyper::{Request, Response};
+use hyper::Request;
+use hyper::body::{Body as _, Incoming};
 use sluice_api::model::routes::{HttpRule, Target};
 
 use super::head::Head;
@@ -14,38 +14,41 @@ use crate::config::Snapshot;
 use crate::http::retry::RequestBody;
 use crate::http::route::strip_port;
 use crate::http::timed::BodyTimeout;
-use crate::http::{Body, Version, forward, full, mirror, respond};
+use crate::http::{Body, Version, empty, forward, incoming, mirror};
 
 impl Outbound {
-    /// The request body as retries and mirrors need it; a body that cannot be read is answered
-    /// with 400.
-    pub(super) async fn body(
+    /// The request body as the tries read it (streamed, behind the retry buffer), copied to
+    /// the rule's mirrors that this request is sampled for.
+    pub(super) fn body(
         &self,
         snap: &Arc<Snapshot>,
         rule: Option<&HttpRule>,
         parts: &Parts,
         head: &Head,
         body: Incoming,
-    ) -> Result<RequestBody, Response<Body>> {
+    ) -> RequestBody {
         let timeout = parts.extensions.get::<BodyTimeout>().copied();
-        let mut body = RequestBody::prepare(body, timeout)
-            .await
-            .map_err(|e| respond::text(400, format!("sluice: reading the request body: {e}\n")))?;
+        let mut source = incoming(body, timeout);
         if let Some(rule) = rule {
-            self.mirror(snap, rule, parts, head, &mut body);
+            source = self.mirror(snap, rule, parts, head, source);
         }
-        Ok(body)
+        RequestBody::new(
+            source,
+            self.sidecar.gates.limits.retry_buffer_bytes,
+            self.sidecar.metrics.retry_buffer_overflows.clone(),
+        )
     }
 
-    /// Sends copies to the rule's mirrors that this request is sampled for.
+    /// Sends copies to the rule's mirrors that this request is sampled for; the body the
+    /// request itself reads on.
     fn mirror(
         &self,
         snap: &Arc<Snapshot>,
         rule: &HttpRule,
         parts: &Parts,
         head: &Head,
-        body: &mut RequestBody,
-    ) {
+        body: Body,
+    ) -> Body {
         let chosen: Vec<&Target> = rule
             .mirrors
             .iter()
@@ -53,17 +56,12 @@ impl Outbound {
             .map(|m| &m.target)
             .collect();
         if chosen.is_empty() {
-            return;
+            return body;
         }
-        let copies: Vec<Body> = match body {
-            RequestBody::Replayable(bytes) => chosen.iter().map(|_| full(bytes.clone())).collect(),
-            RequestBody::Streaming(_) => {
-                let Some(main) = body.take() else { return };
-                let (main, copies) = mirror::tee(main, chosen.len());
-                *body = RequestBody::Streaming(main);
-                copies
-            }
-            RequestBody::Sent => return,
+        let (body, copies) = if body.is_end_stream() {
+            (body, chosen.iter().map(|_| empty()).collect())
+        } else {
+            mirror::tee(body, chosen.len())
         };
         let shadow = shadow_authority(&head.authority, &snap.model.mesh.mirror_authority_suffix);
         for (target, copy) in chosen.into_iter().zip(copies) {
@@ -84,6 +82,7 @@ impl Outbound {
                 req,
             );
         }
+        body
     }
 }
 

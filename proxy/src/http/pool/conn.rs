@@ -38,10 +38,29 @@ pub struct Slot {
 pub struct Conns {
     /// HTTP/1.1 connections not sending a request (some still reading a response).
     pub h1: Vec<(http1::SendRequest<Body>, Arc<ConnState>)>,
-    /// The HTTP/2 connection, multiplexed.
-    pub h2: Option<(http2::SendRequest<Body>, Arc<ConnState>)>,
+    /// The HTTP/2 connections, multiplexed: a request goes on the first with a stream free
+    /// (by the server's `SETTINGS_MAX_CONCURRENT_STREAMS`), another is opened when all are full.
+    pub h2: Vec<(H2Sender, Arc<ConnState>)>,
     /// An HTTP/2 connection is being opened: wait for it rather than open another.
     pub h2_connecting: bool,
+}
+
+/// The sender of an HTTP/2 connection, and how many streams its server takes at once now
+/// (`SETTINGS_MAX_CONCURRENT_STREAMS`, as the connection last heard).
+#[derive(Clone)]
+pub struct H2Sender {
+    /// Sends requests.
+    pub send: http2::SendRequest<Body>,
+    /// The server's stream limit.
+    pub streams: Arc<dyn Fn() -> u32 + Send + Sync>,
+}
+
+impl std::fmt::Debug for H2Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H2Sender")
+            .field("streams", &(self.streams)())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Slot {
@@ -53,13 +72,7 @@ impl Slot {
     fn forget(&self, state: &Arc<ConnState>) {
         let mut conns = self.lock();
         conns.h1.retain(|(_, s)| !Arc::ptr_eq(s, state));
-        if conns
-            .h2
-            .as_ref()
-            .is_some_and(|(_, s)| Arc::ptr_eq(s, state))
-        {
-            conns.h2 = None;
-        }
+        conns.h2.retain(|(_, s)| !Arc::ptr_eq(s, state));
     }
 }
 
@@ -100,6 +113,12 @@ impl ConnState {
     /// HTTP/1.1) or beside others (HTTP/2). False when it is closed, retired,
     /// busy (exclusive) or has served its maximum.
     pub fn claim(&self, exclusive: bool) -> bool {
+        self.claim_up_to(if exclusive { 1 } else { CLOSED - 1 })
+    }
+
+    /// Takes the connection for one more request when fewer than `max` are in flight on it
+    /// (an HTTP/2 connection's streams); false as [`claim`](Self::claim) is, or when full.
+    pub fn claim_up_to(&self, max: u32) -> bool {
         if self.retired.load(Ordering::Acquire) {
             return false;
         }
@@ -107,7 +126,7 @@ impl ConnState {
             .active
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| match a {
                 CLOSED => None,
-                a if exclusive && a > 0 => None,
+                a if a >= max => None,
                 a => Some(a + 1),
             })
             .is_ok();
