@@ -1,21 +1,18 @@
 //! Upstream connections, pooled per endpoint address and destination (so
 //! they outlive config versions and each destination's limits and policy
 //! apply to its own connections): HTTP/1.1 connections reused one request at
-//! a time and driven by the request using them ([`inline`]), one multiplexed HTTP/2
-//! connection per endpoint with a task of its own. Requests beyond
+//! a time, one multiplexed HTTP/2 connection per endpoint. Requests beyond
 //! the destination's circuit-breaker thresholds are refused or wait for a
 //! connection, as in Envoy's connection pools. Connections to the app made
 //! from a client's own address (tproxy mode) are pooled per client, as with
 //! Envoy's `original_src`: never shared with another client.
 
 mod conn;
-mod inline;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::Poll;
 use std::time::Duration;
 
 use hyper::client::conn::{http1, http2};
@@ -24,7 +21,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use self::conn::{ConnState, Held, HeldBody, Slot};
-use self::inline::{Inline, Keeper};
 use super::Body;
 use crate::cluster::{Cluster, Limit, Overflow, Permit};
 use crate::error::ProxyError;
@@ -95,34 +91,12 @@ struct Inner {
     dial: Dial,
     slots: Mutex<HashMap<Key, Arc<Slot>>>,
     metrics: Arc<Metrics>,
-    keeper: Arc<Keeper>,
 }
-
-impl Drop for Inner {
-    /// Closes the idle HTTP/1.1 connections (they hold their slot: nothing else would).
-    fn drop(&mut self) {
-        let slots = self.slots.get_mut().unwrap_or_else(PoisonError::into_inner);
-        for slot in slots.values() {
-            slot.lock().h1.clear();
-        }
-    }
-}
-
-/// How often the keeper looks at idle HTTP/1.1 connections when none is due sooner.
-const KEEPER_PERIOD: Duration = Duration::from_secs(5);
 
 /// A connection taken for one request.
 enum Taken {
-    H1(Inline, Held),
+    H1(http1::SendRequest<Body>, Held),
     H2(http2::SendRequest<Body>, Held),
-}
-
-/// A response head received, and what its body holds on to.
-enum Sent {
-    /// On an HTTP/1.1 connection that the body drives.
-    H1(Response<hyper::body::Incoming>, Held, Inline),
-    /// On an HTTP/2 connection.
-    H2(Response<hyper::body::Incoming>, Held),
 }
 
 impl Pool {
@@ -133,7 +107,6 @@ impl Pool {
                 dial,
                 slots: Mutex::default(),
                 metrics,
-                keeper: Arc::default(),
             }),
         }
     }
@@ -240,10 +213,12 @@ impl Pool {
         match to.version {
             Version::Http1 => match http1::handshake(TokioIo::new(Stream::Plain(stream))).await {
                 Ok((sender, conn)) => {
-                    self.keep();
-                    let conn =
-                        Inline::new(sender, conn, state, Some(permit), self.inner.keeper.clone());
-                    slot.lock().h1.push(conn);
+                    tokio::spawn(conn::drive(
+                        conn.with_upgrades(),
+                        state.clone(),
+                        Some(permit),
+                    ));
+                    slot.lock().h1.push((sender, state));
                 }
                 Err(e) => {
                     slot.open.fetch_sub(1, Ordering::AcqRel);
@@ -324,12 +299,13 @@ impl Pool {
         match to.version {
             Version::Http1 => {
                 let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(fail)?;
-                self.keep();
+                tokio::spawn(conn::drive(
+                    conn.with_upgrades(),
+                    state.clone(),
+                    Some(permit),
+                ));
                 state.claim(true);
-                let held = Held::claimed(state.clone());
-                let conn =
-                    Inline::new(sender, conn, state, Some(permit), self.inner.keeper.clone());
-                Ok(Taken::H1(conn, held))
+                Ok(Taken::H1(sender, Held::claimed(state)))
             }
             Version::Http2 => {
                 let (sender, conn) = handshake_h2(stream).await.map_err(fail)?;
@@ -344,14 +320,14 @@ impl Pool {
     }
 
     /// Sends on a taken connection; an HTTP/1.1 one goes back to the pool
-    /// once the response body ends.
+    /// once the response head is in (it is free again when its body ends).
     async fn send_on(
         &self,
         to: &Upstream<'_>,
         slot: &Slot,
         taken: Taken,
         req: Request<Body>,
-    ) -> Result<Sent, Box<Failed>> {
+    ) -> Result<(Response<hyper::body::Incoming>, Held), Box<Failed>> {
         let fail = |mut e: hyper::client::conn::TrySendError<Request<Body>>| {
             let request = e.take_message();
             Box::new(Failed {
@@ -363,12 +339,28 @@ impl Pool {
             })
         };
         match taken {
-            Taken::H1(mut conn, held) => match conn.send(req).await {
-                Ok(resp) => Ok(Sent::H1(resp, held, conn)),
-                Err(e) => Err(fail(e)),
-            },
+            Taken::H1(mut sender, held) => {
+                if let Err(source) = sender.ready().await {
+                    return Err(Box::new(Failed {
+                        error: ProxyError::Upstream {
+                            addr: to.addr,
+                            source,
+                        },
+                        request: Some(req),
+                    }));
+                }
+                match sender.try_send_request(req).await {
+                    Ok(resp) => {
+                        if !held.state().is_retired() {
+                            slot.lock().h1.push((sender, held.state().clone()));
+                        }
+                        Ok((resp, held))
+                    }
+                    Err(e) => Err(fail(e)),
+                }
+            }
             Taken::H2(mut sender, held) => match sender.try_send_request(req).await {
-                Ok(resp) => Ok(Sent::H2(resp, held)),
+                Ok(resp) => Ok((resp, held)),
                 Err(e) => {
                     let mut conns = slot.lock();
                     if conns
@@ -383,36 +375,6 @@ impl Pool {
                 }
             },
         }
-    }
-
-    /// Starts the keeper of the pool's idle HTTP/1.1 connections, once: a task that polls
-    /// them (so an upstream's close is seen at once and the socket freed) and closes those
-    /// due, until the pool is dropped.
-    fn keep(&self) {
-        let keeper = self.inner.keeper.clone();
-        if !keeper.start() {
-            return;
-        }
-        let pool = Arc::downgrade(&self.inner);
-        let mut sleep = Box::pin(tokio::time::sleep(KEEPER_PERIOD));
-        tokio::spawn(std::future::poll_fn(move |cx| {
-            loop {
-                let Some(inner) = pool.upgrade() else {
-                    return Poll::Ready(());
-                };
-                let mut next = tokio::time::Instant::now() + KEEPER_PERIOD;
-                let slots = inner.slots.lock().unwrap_or_else(PoisonError::into_inner);
-                for slot in slots.values() {
-                    slot.lock().h1.retain_mut(|conn| conn.keep(cx, &mut next));
-                }
-                drop(slots);
-                keeper.polled(cx, next);
-                sleep.as_mut().reset(next);
-                if sleep.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-            }
-        }));
     }
 
     /// Connects to the endpoint, with TLS when the destination originates it.
@@ -490,12 +452,16 @@ fn take(slot: &Slot, version: Version) -> Option<Taken> {
         Version::Http1 => {
             // Most recently used first: it is warm, and the others can idle out.
             // Closed connections met on the way are dropped.
-            while let Some(conn) = conns.h1.pop() {
-                if conn.is_done() || !conn.state().claim(true) {
-                    continue;
+            let mut i = conns.h1.len();
+            while i > 0 {
+                i -= 1;
+                let (sender, state) = &conns.h1[i];
+                if sender.is_closed() || state.is_closed() {
+                    conns.h1.swap_remove(i);
+                } else if state.claim(true) {
+                    let (sender, state) = conns.h1.swap_remove(i);
+                    return Some(Taken::H1(sender, Held::claimed(state)));
                 }
-                let held = Held::claimed(conn.state().clone());
-                return Some(Taken::H1(conn, held));
             }
             None
         }
@@ -515,11 +481,11 @@ fn take(slot: &Slot, version: Version) -> Option<Taken> {
 }
 
 /// The response, its body holding the request's place until it ends.
-fn with_held(sent: Sent, request: Permit) -> Response<Body> {
-    match sent {
-        Sent::H1(resp, held, conn) => inline::respond(resp, conn, held.with_request(request)),
-        Sent::H2(resp, held) => resp.map(|body| HeldBody::wrap(body, held.with_request(request))),
-    }
+fn with_held(
+    (resp, held): (Response<hyper::body::Incoming>, Held),
+    request: Permit,
+) -> Response<Body> {
+    resp.map(|body| HeldBody::wrap(body, held.with_request(request)))
 }
 
 fn overflow(o: Overflow, req: Request<Body>) -> Box<Failed> {

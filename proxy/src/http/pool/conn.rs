@@ -1,8 +1,7 @@
 //! One pooled upstream connection's life: the requests it carries now and in
-//! all, and when it closes: once it has been idle for the idle timeout, has served its last
-//! request, or has outlived its maximum duration (then once its requests are done). An HTTP/2
-//! connection has a task that drives it and closes it; an HTTP/1.1 one is driven by the
-//! request using it (see [`super::inline`]).
+//! all, and the task that drives it and closes it when it has been idle for
+//! the idle timeout, has served its last request, or has outlived its
+//! maximum duration (then once its requests are done).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -12,12 +11,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Frame, Incoming, SizeHint};
-use hyper::client::conn::http2;
+use hyper::client::conn::{http1, http2};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::super::{Body, BoxError};
-use super::inline::Inline;
 use crate::cluster::{ConnectionPolicy, Permit};
 
 /// `active` of a connection that is closed or closing.
@@ -38,8 +36,8 @@ pub struct Slot {
 /// The senders of a slot's connections.
 #[derive(Debug, Default)]
 pub struct Conns {
-    /// Idle HTTP/1.1 connections, most recently used last.
-    pub h1: Vec<Inline>,
+    /// HTTP/1.1 connections not sending a request (some still reading a response).
+    pub h1: Vec<(http1::SendRequest<Body>, Arc<ConnState>)>,
     /// The HTTP/2 connection, multiplexed.
     pub h2: Option<(http2::SendRequest<Body>, Arc<ConnState>)>,
     /// An HTTP/2 connection is being opened: wait for it rather than open another.
@@ -54,6 +52,7 @@ impl Slot {
 
     fn forget(&self, state: &Arc<ConnState>) {
         let mut conns = self.lock();
+        conns.h1.retain(|(_, s)| !Arc::ptr_eq(s, state));
         if conns
             .h2
             .as_ref()
@@ -157,48 +156,8 @@ impl ConnState {
         self.active.load(Ordering::Acquire) == CLOSED
     }
 
-    /// Retires it when it has outlived its maximum duration.
-    pub fn retire_if_old(&self) {
-        if self
-            .policy
-            .max_duration
-            .is_some_and(|d| self.opened.elapsed() >= d)
-        {
-            self.retired.store(true, Ordering::Release);
-        }
-    }
-
-    /// Counts it closed: no more claims, its place in the destination's connections (`permit`)
-    /// and in its slot given back, and the slot's waiters woken. The slot is not locked.
-    pub fn end(&self, permit: Option<Permit>) {
-        self.active.store(CLOSED, Ordering::Release);
-        drop(permit);
-        self.slot.open.fetch_sub(1, Ordering::AcqRel);
-        self.slot.freed.notify_waiters();
-    }
-
-    /// When it will be due if it becomes idle now: after the idle timeout, or at the end of
-    /// its maximum duration when that comes first.
-    pub fn due_when_idle(&self) -> Instant {
-        let idle = Instant::now() + self.policy.idle_timeout;
-        match self.policy.max_duration {
-            Some(d) => idle.min(self.opened + d),
-            None => idle,
-        }
-    }
-
-    /// The slot it belongs to.
-    pub fn slot(&self) -> &Arc<Slot> {
-        &self.slot
-    }
-
-    /// Requests started on it.
-    pub fn served(&self) -> u32 {
-        self.served.load(Ordering::Relaxed)
-    }
-
     /// Closes it if idle and due: retired, or idle for the idle timeout.
-    pub fn close_if_due(&self) -> bool {
+    fn close_if_due(&self) -> bool {
         let idle_for = self.opened.elapsed().saturating_sub(Duration::from_millis(
             self.idle_since.load(Ordering::Acquire),
         ));
@@ -211,7 +170,7 @@ impl ConnState {
 
     /// When the driver should look again, besides when the connection
     /// becomes idle: when an idle one times out, or an old one is due.
-    pub fn next_check(&self) -> Option<Instant> {
+    fn next_check(&self) -> Option<Instant> {
         let idle = self.active.load(Ordering::Acquire) == 0;
         let idle_at = idle.then(|| {
             self.opened
@@ -257,7 +216,13 @@ where
             () = idle => {}
             () = due => {}
         }
-        state.retire_if_old();
+        if state
+            .policy
+            .max_duration
+            .is_some_and(|d| state.opened.elapsed() >= d)
+        {
+            state.retired.store(true, Ordering::Release);
+        }
         if state.close_if_due() {
             tracing::debug!(
                 served = state.served.load(Ordering::Relaxed),
@@ -268,7 +233,9 @@ where
     }
     state.active.store(CLOSED, Ordering::Release);
     state.slot.forget(&state);
-    state.end(permit);
+    drop(permit);
+    state.slot.open.fetch_sub(1, Ordering::AcqRel);
+    state.slot.freed.notify_waiters();
 }
 
 /// A request's claim on its connection, and its place in the destination's
