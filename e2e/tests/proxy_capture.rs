@@ -515,3 +515,109 @@ fn out_of_file_descriptors_established_traffic_flows_and_new_connections_are_clo
     assert!(refused.parse::<f64>()? >= 2.0, "{refused}");
     Ok(())
 }
+
+/// `--concurrency 2`: two worker threads accept on the same listeners, each with its own
+/// upstream pools. Many keep-alive connections at once are all served, a config change
+/// reaches the connections of both workers, and SIGTERM drains a request in flight.
+#[test]
+fn two_workers_serve_follow_a_config_change_and_drain() -> anyhow::Result<()> {
+    let node = Node::new("proxy_workers")?;
+    let v1 = http_app(&node, "v1", "catalog", "v1", 8080)?;
+    let v2 = http_app(&node, "v2", "catalog", "v2", 8080)?;
+    let base = service_entry(
+        "catalog",
+        CATALOG_VIP,
+        "http",
+        8080,
+        &[(v1.pod.ipv4.into(), "v1"), (v2.pod.ipv4.into(), "v2")],
+    ) + &destination_rule("catalog", &[("one", "v1"), ("two", "v2")]);
+    let to = |subset: &str| {
+        format!(
+            "{base}apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: catalog}}\nspec:\n  hosts: [catalog]\n  http:\n  - route: [{{destination: {{host: catalog, subset: {subset}}}}}]\n"
+        )
+    };
+    let mut mesh = Mesh::start(
+        &node,
+        &to("one"),
+        &["--concurrency", "2", "--drain-timeout", "10s"],
+    )?;
+    mesh.client.set_hosts(&[(CATALOG_VIP.into(), "catalog")])?;
+    assert!(
+        mesh.proxy.stderr().contains("serving on worker threads"),
+        "{}",
+        mesh.proxy.stderr()
+    );
+    let vip = SocketAddr::from((CATALOG_VIP, 80));
+    // 32 connections opened at once, kept open across the change: each sees v1, then v2.
+    let (ask, mut answers) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (next, _) = tokio::sync::broadcast::channel::<()>(1);
+    let clients: Vec<_> = (0..32)
+        .map(|_| {
+            let (ask, mut go) = (ask.clone(), next.subscribe());
+            mesh.runtime.spawn(async move {
+                let mut h1 = h1_connect(vip).await?;
+                loop {
+                    let (status, app) = h1_get(&mut h1, "catalog", "/").await?;
+                    ensure!(status == 200, "status {status}");
+                    let _ = ask.send(app);
+                    if go.recv().await.is_err() {
+                        return anyhow::Ok(());
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(ask);
+    let mut round = |mesh: &Mesh| -> Vec<String> {
+        (0..32)
+            .map(|_| mesh.runtime.block_on(answers.recv()).unwrap_or_default())
+            .collect()
+    };
+    let first = round(&mesh);
+    assert!(first.iter().all(|a| a == "catalog-v1"), "{first:?}");
+    mesh.reconfigure(&to("two"))?;
+    next.send(()).ok();
+    let second = round(&mesh);
+    assert!(second.iter().all(|a| a == "catalog-v2"), "{second:?}");
+    drop(next);
+    for client in clients {
+        mesh.runtime.block_on(client)??;
+    }
+
+    // A slow request in flight holds the drain open until it is answered.
+    let mut slow = mesh.client.command("curl");
+    slow.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "20",
+    ])
+    .args(["-H", "x-echo-delay-ms: 1500", "http://catalog/slow"]);
+    let slow = mesh.client.spawn(slow)?;
+    eventually("the app to get the slow request", TIMEOUT, || {
+        ensure!(v2.seen().iter().any(|s| s.uri == "/slow"), "not yet");
+        Ok(())
+    })?;
+    kill(Pid::from_raw(mesh.proxy.pid() as i32), Signal::SIGTERM)?;
+    let status = eventually("the proxy to exit", TIMEOUT, || {
+        mesh.proxy
+            .try_status()?
+            .ok_or_else(|| anyhow::anyhow!("running"))
+    })?;
+    assert!(
+        status.success(),
+        "exit status {status}: {}",
+        mesh.proxy.stderr()
+    );
+    let out = slow.kill()?;
+    assert_eq!(
+        String::from_utf8(out.stdout)?,
+        "200",
+        "the in-flight request finished"
+    );
+    assert!(mesh.proxy.stderr().contains("drained"));
+    Ok(())
+}

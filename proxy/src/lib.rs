@@ -30,6 +30,7 @@ pub mod protocol;
 pub mod route;
 pub mod tcp;
 pub mod tls;
+pub mod workers;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -176,20 +177,22 @@ pub struct Sidecar {
     pub inbound_pool: http::Pool,
     /// The app in this pod as a destination (no limits).
     pub app: Arc<cluster::Cluster>,
-    /// Request copies in flight.
+    /// Request copies in flight (bounded across workers).
     pub mirrors: http::Mirrors,
     /// Metrics and the access log.
     pub metrics: Arc<Metrics>,
     /// Resolver for DNS endpoints.
-    pub dns: dns::Resolver,
-    /// Endpoints ejected for failing, by address (outlives config versions).
-    pub outliers: balance::Outliers,
+    pub dns: Arc<dns::Resolver>,
+    /// Endpoints ejected for failing, by address (outlives config versions; one for all
+    /// workers).
+    pub outliers: Arc<balance::Outliers>,
     /// Who this proxy is.
     pub identity: Identity,
     /// Its ports.
     pub ports: Ports,
-    /// Headers carried from inbound requests to the app's outbound ones.
-    pub propagation: propagate::Table,
+    /// Headers carried from inbound requests to the app's outbound ones (one for all
+    /// workers: the app's outbound call may land on another worker than its inbound request).
+    pub propagation: Arc<propagate::Table>,
 }
 
 impl std::fmt::Debug for Sidecar {
@@ -226,11 +229,35 @@ impl Sidecar {
             })),
             mirrors: http::Mirrors::default(),
             metrics,
-            dns: dns::Resolver::system(),
-            outliers: balance::Outliers::default(),
+            dns: Arc::new(dns::Resolver::system()),
+            outliers: Arc::default(),
             identity,
             ports,
-            propagation: propagate::Table::default(),
+            propagation: Arc::default(),
+        }
+    }
+
+    /// The sidecar of one more worker thread ([`workers`]): everything shared but the
+    /// upstream connection pools, which are the worker's own (no lock between workers on the
+    /// request path, and a connection is driven by the thread that uses it).
+    pub fn worker(&self) -> Sidecar {
+        Sidecar {
+            store: self.store.clone(),
+            orig_dst: self.orig_dst.clone(),
+            inbound_orig_dst: self.inbound_orig_dst.clone(),
+            tproxy_mark: self.tproxy_mark,
+            app_loopback_ports: self.app_loopback_ports.clone(),
+            gates: self.gates.clone(),
+            outbound_pool: http::Pool::new(http::Dial::Direct, self.metrics.clone()),
+            inbound_pool: http::Pool::new(http::Dial::App, self.metrics.clone()),
+            app: self.app.clone(),
+            mirrors: self.mirrors.clone(),
+            metrics: self.metrics.clone(),
+            dns: self.dns.clone(),
+            outliers: self.outliers.clone(),
+            identity: self.identity.clone(),
+            ports: self.ports,
+            propagation: self.propagation.clone(),
         }
     }
 
@@ -299,6 +326,9 @@ pub enum Error {
     /// Signal handlers could not be installed.
     #[error("cannot handle signals: {0}")]
     Signals(io::Error),
+    /// The worker threads could not be started.
+    #[error("cannot start the worker threads (--concurrency): {0}")]
+    Workers(io::Error),
 }
 
 fn bind<T>(what: &'static str, port: u16, result: io::Result<T>) -> Result<T, Error> {
@@ -330,6 +360,18 @@ async fn follow(settings: &Settings, store: &Arc<Store>) {
 /// port, then drains (readiness answers 503 from then on) and returns.
 pub async fn run(
     settings: Settings,
+    set_level: admin::SetLevel,
+    level: String,
+) -> Result<(), Error> {
+    run_workers(settings, 1, set_level, level).await
+}
+
+/// [`run`], a sidecar's captured connections served by `workers` threads of their own when
+/// there are two or more (see [`workers`]); else on the caller's runtime. The admin, health
+/// and metrics ports, the config and the drain are served once, on the caller's runtime.
+pub async fn run_workers(
+    settings: Settings,
+    workers: usize,
     set_level: admin::SetLevel,
     level: String,
 ) -> Result<(), Error> {
@@ -389,7 +431,7 @@ pub async fn run(
         tokio::spawn(gateway::serve(Arc::new(edge), settings.gateway, watch));
         tracing::info!(mode = ?settings.mode, "serving the edge");
     } else {
-        serve_sidecar(&settings, store, metrics, identity, watch)?;
+        serve_sidecar(&settings, store, metrics, identity, watch, workers)?;
     }
 
     tokio::select! {
@@ -413,6 +455,7 @@ fn serve_sidecar(
     metrics: Arc<Metrics>,
     identity: Identity,
     watch: drain::Watch,
+    workers: usize,
 ) -> Result<(), Error> {
     let ports = settings.ports;
     let mut sidecar = Sidecar::new(
@@ -446,6 +489,17 @@ fn serve_sidecar(
         }
         result => bind("inbound", ports.inbound, result)?,
     };
+    if workers >= 2 {
+        workers::spawn(workers, &sidecar, outbound, inbound, &watch).map_err(Error::Workers)?;
+        tracing::info!(
+            outbound = ports.outbound,
+            inbound = ports.inbound,
+            mode = ?settings.mode,
+            workers,
+            "listening"
+        );
+        return Ok(());
+    }
     let s = sidecar.clone();
     tokio::spawn(listener::serve(
         outbound,

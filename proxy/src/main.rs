@@ -113,7 +113,10 @@ struct Args {
     /// Prometheus port (`/metrics`).
     #[arg(long, env = "SLUICE_METRICS_PORT", default_value_t = 15090)]
     metrics_port: u16,
-    /// Worker threads (1: a single-threaded runtime, the cheapest per request).
+    /// Worker threads. 1: one single-threaded runtime for everything. N >= 2: N worker threads
+    /// with a single-threaded runtime and upstream pools each, accepting on the same listeners
+    /// (thread-per-core), beside the thread serving admin, health, metrics and config; an
+    /// edge gateway (`--mode gateway`) runs on one multi-threaded runtime of N threads instead.
     #[arg(long, env = "SLUICE_CONCURRENCY", default_value_t = 2)]
     concurrency: usize,
     /// Longest wait for in-flight requests after SIGTERM, e.g. `5s`, `500ms`.
@@ -253,10 +256,21 @@ fn source(args: &Args, workload: &Workload) -> anyhow::Result<Source> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    // One worker needs no work stealing: the single-threaded scheduler is cheaper per task.
-    let mut builder = match args.concurrency {
-        0 | 1 => tokio::runtime::Builder::new_current_thread(),
-        n => {
+    // A sidecar runs one single-threaded runtime per worker (no work stealing, no lock between
+    // workers on the request path); the edge gateway, whose listeners follow its config, one
+    // multi-threaded runtime.
+    let gateway_threads = match (args.mode, args.concurrency) {
+        (Mode::Gateway, n) if n >= 2 => Some(n),
+        _ => None,
+    };
+    let workers = if gateway_threads.is_some() {
+        1
+    } else {
+        args.concurrency.max(1)
+    };
+    let mut builder = match gateway_threads {
+        None => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
             b.worker_threads(n);
             b
@@ -309,6 +323,11 @@ fn main() -> anyhow::Result<()> {
         limits: args.limits.limits(),
     };
     tracing::info!(?args, labels = ?settings.workload.labels, probes = settings.app_probes.len(), "starting");
-    runtime.block_on(sluice_proxy::run(settings, set_level, args.log_level))?;
+    runtime.block_on(sluice_proxy::run_workers(
+        settings,
+        workers,
+        set_level,
+        args.log_level,
+    ))?;
     Ok(())
 }

@@ -30,8 +30,8 @@ const MIRROR_TIMEOUT: Duration = Duration::from_secs(5);
 /// Frames of a streamed body queued for a mirror.
 const QUEUE: usize = 16;
 
-/// Sends request copies to mirrors, within bounds.
-#[derive(Debug)]
+/// Sends request copies to mirrors, within bounds (clones share them).
+#[derive(Clone, Debug)]
 pub struct Mirrors {
     permits: Arc<Semaphore>,
 }
