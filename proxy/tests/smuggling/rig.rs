@@ -36,6 +36,7 @@ impl Rig {
         let workload = Workload {
             namespace: "default".into(),
             labels: [("app".into(), "client".into())].into(),
+            cluster_domain: Default::default(),
         };
         let mut set = load_str("catalog.yaml", &upstream.catalog());
         validate::validate(&mut set);
