@@ -479,6 +479,11 @@ fn cases() -> Vec<Case> {
         ),
         case("no-host", "GET / HTTP/1.1\r\n\r\n".into(), Reject(400)),
         case(
+            "absolute-form-no-host",
+            "GET http://catalog/ HTTP/1.1\r\n\r\n".into(),
+            Forward(1),
+        ),
+        case(
             "version-1-2",
             format!("GET / HTTP/1.2\r\n{HOST}\r\n"),
             Reject(400),

@@ -1,6 +1,9 @@
 //! The Host rule of RFC 9112 §3.2 that hyper leaves to its user: an HTTP/1.1 request
 //! without a Host header, or any HTTP/1 request with more than one, is answered 400 and goes
 //! no further, since the proxy and the upstream could each take a different authority from it.
+//! A request in absolute form (`GET http://host/path`) names its authority in its target, so
+//! it is taken without a Host header, as Envoy and nginx take it (hyper's own client sends
+//! such requests).
 
 use http::header::HOST;
 use http::{Request, Version};
@@ -13,7 +16,9 @@ pub fn refusal<B>(req: &Request<B>) -> Option<&'static str> {
     }
     let mut hosts = req.headers().get_all(HOST).iter();
     match (hosts.next(), hosts.next()) {
-        (None, _) if version == Version::HTTP_11 => Some("an HTTP/1.1 request needs a Host header"),
+        (None, _) if version == Version::HTTP_11 && req.uri().authority().is_none() => {
+            Some("an HTTP/1.1 request needs a Host header")
+        }
         (Some(_), Some(_)) => Some("more than one Host header"),
         _ => None,
     }
@@ -36,6 +41,8 @@ mod tests {
         assert_eq!(refusal(&req(Version::HTTP_10, &[])), None);
         assert_eq!(refusal(&req(Version::HTTP_2, &[])), None);
         assert!(refusal(&req(Version::HTTP_11, &[])).is_some());
+        let absolute = Request::get("http://catalog/plain").body(()).unwrap();
+        assert_eq!(refusal(&absolute), None, "the target names the authority");
         assert!(refusal(&req(Version::HTTP_11, &["a", "b"])).is_some());
         assert!(refusal(&req(Version::HTTP_10, &["a", "a"])).is_some());
     }
