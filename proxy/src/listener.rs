@@ -150,38 +150,40 @@ pub async fn accept_until<H, F>(
             () = drain.signaled() => break,
             () = &mut stop => break,
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                let Some(permit) = gates.connection() else {
-                    tracing::debug!(%peer, "connection limit reached: closed");
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let connection = AssertUnwindSafe(handle(stream, peer, drain.clone()));
-                let panics = gates.counts.panics.clone();
-                tokio::spawn(async move {
-                    // The shipped build unwinds (`panic = "unwind"` in Cargo.toml), so a
-                    // panic ends this connection's task only.
-                    if connection.catch_unwind().await.is_err() {
-                        panics.inc();
-                        tracing::error!(%peer, "connection task panicked; connection dropped");
-                    }
-                    drop(permit);
-                });
-            }
-            Err(e) if spare_fd::is_exhaustion(&e) && spare_fd::refuse_one(&listener) => {
-                gates.counts.connections_refused.inc();
-                tracing::warn!(
-                    ?local,
-                    "out of file descriptors: a new connection was closed"
-                );
-            }
+        let accepted = match accepted {
+            Ok((stream, peer)) => spare_fd::headroom(stream).map(|stream| (stream, peer)),
+            Err(e) if spare_fd::is_exhaustion(&e) && spare_fd::refuse_one(&listener) => None,
             Err(e) => {
                 // Out of descriptors with no spare, and the like: pause rather than spin.
                 tracing::warn!(?local, "accept failed: {e}");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
             }
-        }
+        };
+        let Some((stream, peer)) = accepted else {
+            gates.counts.connections_refused.inc();
+            tracing::warn!(
+                ?local,
+                "out of file descriptors: a new connection was closed"
+            );
+            continue;
+        };
+        let Some(permit) = gates.connection() else {
+            tracing::debug!(%peer, "connection limit reached: closed");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = AssertUnwindSafe(handle(stream, peer, drain.clone()));
+        let panics = gates.counts.panics.clone();
+        tokio::spawn(async move {
+            // The shipped build unwinds (`panic = "unwind"` in Cargo.toml), so a
+            // panic ends this connection's task only.
+            if connection.catch_unwind().await.is_err() {
+                panics.inc();
+                tracing::error!(%peer, "connection task panicked; connection dropped");
+            }
+            drop(permit);
+        });
     }
     tracing::debug!(?local, "stopped accepting");
 }

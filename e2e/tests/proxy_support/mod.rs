@@ -186,13 +186,10 @@ impl Mesh {
         Mesh::start_from(node, Source::Files(yaml), extra_args, hosts, capture, None)
     }
 
-    /// Like [`Mesh::start`], the proxy (one worker) allowed at most `nofile` open file
-    /// descriptors.
+    /// Like [`Mesh::start`], the proxy allowed at most `nofile` open file descriptors.
     pub fn start_with_fd_limit(node: &Node, yaml: &str, nofile: u32) -> anyhow::Result<Mesh> {
         let capture = Capture::Redirect;
-        // One accept loop, so which connection meets the exhaustion is deterministic.
-        let args = ["--concurrency", "1"];
-        Mesh::start_from(node, Source::Files(yaml), &args, &[], capture, Some(nofile))
+        Mesh::start_from(node, Source::Files(yaml), &[], &[], capture, Some(nofile))
     }
 
     /// Like [`Mesh::start_with_hosts`], the config streamed from the control plane at
