@@ -287,6 +287,19 @@ fn stop_with_a_request_in_flight(
         &[(app.pod.ipv4.into(), "v1")],
     );
     let mut mesh = Mesh::start(&node, &yaml, &["--drain-timeout", "10s"])?;
+    drain_with_a_request_in_flight(&mut mesh, &app, "http://10.96.0.30/slow", delay_ms, stop)
+}
+
+/// Sends GET `url` (path `/slow`), which `app` answers after `delay_ms`; once the app has it,
+/// stops the proxy with `stop`, and checks that the proxy exits 0 after the request finished
+/// with 200. Returns what the proxy logged.
+fn drain_with_a_request_in_flight(
+    mesh: &mut Mesh,
+    app: &App,
+    url: &str,
+    delay_ms: u32,
+    stop: impl FnOnce(&Mesh) -> anyhow::Result<()>,
+) -> anyhow::Result<String> {
     let mut slow = mesh.client.command("curl");
     slow.args([
         "-s",
@@ -299,13 +312,13 @@ fn stop_with_a_request_in_flight(
         "-H",
     ])
     .arg(format!("x-echo-delay-ms: {delay_ms}"))
-    .arg("http://10.96.0.30/slow");
+    .arg(url);
     let slow = mesh.client.spawn(slow)?;
     eventually("the app to get the slow request", TIMEOUT, || {
-        ensure!(!app.seen().is_empty(), "not yet");
+        ensure!(app.seen().iter().any(|s| s.uri == "/slow"), "not yet");
         Ok(())
     })?;
-    stop(&mesh)?;
+    stop(mesh)?;
     let status = eventually("the proxy to exit", TIMEOUT, || {
         mesh.proxy
             .try_status()?
@@ -585,39 +598,11 @@ fn two_workers_serve_follow_a_config_change_and_drain() -> anyhow::Result<()> {
     }
 
     // A slow request in flight holds the drain open until it is answered.
-    let mut slow = mesh.client.command("curl");
-    slow.args([
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "--max-time",
-        "20",
-    ])
-    .args(["-H", "x-echo-delay-ms: 1500", "http://catalog/slow"]);
-    let slow = mesh.client.spawn(slow)?;
-    eventually("the app to get the slow request", TIMEOUT, || {
-        ensure!(v2.seen().iter().any(|s| s.uri == "/slow"), "not yet");
-        Ok(())
-    })?;
-    kill(Pid::from_raw(mesh.proxy.pid() as i32), Signal::SIGTERM)?;
-    let status = eventually("the proxy to exit", TIMEOUT, || {
-        mesh.proxy
-            .try_status()?
-            .ok_or_else(|| anyhow::anyhow!("running"))
-    })?;
-    assert!(
-        status.success(),
-        "exit status {status}: {}",
-        mesh.proxy.stderr()
-    );
-    let out = slow.kill()?;
-    assert_eq!(
-        String::from_utf8(out.stdout)?,
-        "200",
-        "the in-flight request finished"
-    );
-    assert!(mesh.proxy.stderr().contains("drained"));
+    let log =
+        drain_with_a_request_in_flight(&mut mesh, &v2, "http://catalog/slow", 1500, |mesh| {
+            kill(Pid::from_raw(mesh.proxy.pid() as i32), Signal::SIGTERM)?;
+            Ok(())
+        })?;
+    assert!(log.contains("drained"), "{log}");
     Ok(())
 }
