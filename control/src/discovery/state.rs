@@ -12,8 +12,9 @@ pub struct ClusterConfig {
     /// Counts published versions from 1; 0 until the watchers' first full sync.
     pub version: u64,
     /// Every kept resource (translated Services and the Istio objects), oldest first: where
-    /// two resources conflict, Istio keeps the older one.
-    pub resources: Vec<Resource>,
+    /// two resources conflict, Istio keeps the older one. Shared: a resource that did not
+    /// change from one version to the next is the same `Arc` in both.
+    pub resources: Vec<Arc<Resource>>,
     /// The objects left out, each with why.
     pub rejected: Vec<Rejection>,
 }

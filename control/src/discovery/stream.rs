@@ -15,7 +15,7 @@ mod session;
 mod shared;
 pub mod wire;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,6 +27,7 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use sluice_api::Resource;
 use sluice_api::model::Workload;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -62,7 +63,9 @@ pub struct Discovery {
 #[derive(Debug)]
 struct Rendering {
     config: Arc<ClusterConfig>,
-    by_id: HashMap<String, Rendered>,
+    /// Each resource of `config` rendered, at its position; none when it is left out (a
+    /// second resource with the id of an earlier one, or one that cannot be rendered).
+    rendered: Vec<Option<Rendered>>,
     views: Views,
 }
 
@@ -99,20 +102,18 @@ impl Discovery {
     fn view_of(&self, config: &Arc<ClusterConfig>, proxy: &Workload) -> Arc<View> {
         let rendering = self.rendering(config);
         rendering.views.get(shared::key(proxy), || {
-            let mut seen = std::collections::HashSet::new();
             let resources = view(&config.resources, proxy)
-                .iter()
-                .filter_map(|r| rendering.by_id.get(&wire::id(&r.origin)))
-                .filter(|r| seen.insert(r.id.clone()))
-                .cloned()
+                .into_iter()
+                .filter_map(|at| rendering.rendered[at].clone())
                 .collect();
             View::new(config.version, resources)
         })
     }
 
-    /// The rendering of `config`: made by the first proxy that needs it. A resource equal
-    /// to the one of the same id in the last rendering keeps its document (not rendered
-    /// again, and compared by pointer when the proxies' deltas are made).
+    /// The rendering of `config`: made by the first proxy that needs it. A resource that
+    /// is the same `Arc` as one of the last rendering, or equal to the one of the same id
+    /// there, keeps its document (not rendered again, and compared by pointer when the
+    /// proxies' deltas are made).
     fn rendering(&self, config: &Arc<ClusterConfig>) -> Arc<Rendering> {
         let mut cached = self.rendered.lock().unwrap_or_else(PoisonError::into_inner);
         let last = match cached.as_ref() {
@@ -120,44 +121,60 @@ impl Discovery {
             Some(r) => Some(r.clone()),
             None => None,
         };
-        // The last version's resources by id (the first of an id, as in `by_id`).
-        let mut earlier: HashMap<String, &sluice_api::Resource> = HashMap::new();
-        for r in last.iter().flat_map(|last| &last.config.resources) {
-            earlier.entry(wire::id(&r.origin)).or_insert(r);
-        }
-        let mut by_id = HashMap::with_capacity(config.resources.len());
-        for r in &config.resources {
-            let id = wire::id(&r.origin);
-            if by_id.contains_key(&id) {
-                tracing::warn!(resource = %r.title(), %id, "two resources come from the same object; the first is served");
-                continue;
+        // The last version's documents by resource (its `Arc`, alive while `last` is), and
+        // by id for a resource made again but equal.
+        let mut by_pointer: HashMap<*const Resource, &Rendered> = HashMap::new();
+        let mut by_id: HashMap<&str, (&Resource, &Rendered)> = HashMap::new();
+        if let Some(last) = &last {
+            for (r, rendered) in last.config.resources.iter().zip(&last.rendered) {
+                if let Some(rendered) = rendered {
+                    by_pointer.insert(Arc::as_ptr(r), rendered);
+                    by_id.insert(&rendered.id, (r, rendered));
+                }
             }
-            let kept = last.as_ref().and_then(|last| {
-                earlier.get(&id).filter(|before| **before == r)?;
-                last.by_id.get(&id).cloned()
-            });
-            let rendered = match kept {
-                Some(rendered) => rendered,
-                None => match wire::doc(r) {
-                    Ok(doc) => Rendered {
-                        id: id.as_str().into(),
-                        doc: doc.into(),
-                    },
-                    Err(e) => {
-                        tracing::error!(resource = %r.title(), origin = %r.origin, error = %e, "cannot render the resource for the proxies; left out");
-                        continue;
-                    }
-                },
+        }
+        let mut ids = HashSet::with_capacity(config.resources.len());
+        let mut rendered = Vec::with_capacity(config.resources.len());
+        for r in &config.resources {
+            let made = match by_pointer.get(&Arc::as_ptr(r)) {
+                Some(kept) => Some((*kept).clone()),
+                None => render(r, &by_id),
             };
-            by_id.insert(id, rendered);
+            let made = made.filter(|made| {
+                let first = ids.insert(made.id.clone());
+                if !first {
+                    tracing::warn!(resource = %r.title(), id = %made.id, "two resources come from the same object; the first is served");
+                }
+                first
+            });
+            rendered.push(made);
         }
         let rendering = Arc::new(Rendering {
             config: config.clone(),
-            by_id,
+            rendered,
             views: Views::default(),
         });
         *cached = Some(rendering.clone());
         rendering
+    }
+}
+
+/// `r` rendered: the document of the last version's equal resource of the same id if
+/// there is one, else a new one; none when it cannot be rendered.
+fn render(r: &Resource, last: &HashMap<&str, (&Resource, &Rendered)>) -> Option<Rendered> {
+    let id = wire::id(&r.origin);
+    if let Some((_, kept)) = last.get(id.as_str()).filter(|(before, _)| *before == r) {
+        return Some((*kept).clone());
+    }
+    match wire::doc(r) {
+        Ok(doc) => Some(Rendered {
+            id: id.into(),
+            doc: doc.into(),
+        }),
+        Err(e) => {
+            tracing::error!(resource = %r.title(), origin = %r.origin, error = %e, "cannot render the resource for the proxies; left out");
+            None
+        }
     }
 }
 

@@ -29,7 +29,11 @@ fn compile_for(namespace: &str) -> Model {
         namespace: namespace.into(),
         ..Default::default()
     };
-    Model::compile(&view::view(&resources, &workload), &workload)
+    let seen: Vec<_> = view::view(&resources, &workload)
+        .into_iter()
+        .map(|at| resources[at].clone())
+        .collect();
+    Model::compile(&seen, &workload)
 }
 
 fn service<'m>(model: &'m Model, host: &str) -> &'m Service {

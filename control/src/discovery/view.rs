@@ -11,6 +11,7 @@
 //! Where Istio breaks ties by creation time (the first DestinationRule for a host, the
 //! first VirtualService...), the order of `resources` decides, and the view keeps it.
 
+use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
@@ -25,14 +26,16 @@ mod tests;
 /// The mesh root namespace: a MeshConfig there applies to every namespace without its own.
 pub const ROOT_NAMESPACE: &str = "sluice-system";
 
-/// The resources a proxy running as `workload` compiles: those its namespace sees
-/// ([`Workload::sees`]: `exportTo`, a DestinationRule's `workloadSelector`), the
-/// delegate VirtualServices its VirtualServices delegate to (visible from the
-/// delegating namespace), and the MeshConfig in force for its namespace.
-pub fn view(resources: &[Resource], workload: &Workload) -> Vec<Resource> {
+/// The resources a proxy running as `workload` compiles, by their positions in
+/// `resources`, in order: those its namespace sees ([`Workload::sees`]: `exportTo`, a
+/// DestinationRule's `workloadSelector`), the delegate VirtualServices its VirtualServices
+/// delegate to (visible from the delegating namespace), and the MeshConfig in force for
+/// its namespace.
+pub fn view<R: Borrow<Resource>>(resources: &[R], workload: &Workload) -> Vec<usize> {
     let mesh = mesh_config(resources, &workload.namespace);
     let delegations: Vec<(&str, &Delegate)> = resources
         .iter()
+        .map(Borrow::borrow)
         .filter(|r| workload.sees(r))
         .filter_map(|r| match &r.spec {
             Spec::VirtualService(vs) if !vs.hosts.is_empty() => Some((r.meta.namespace(), vs)),
@@ -44,16 +47,19 @@ pub fn view(resources: &[Resource], workload: &Workload) -> Vec<Resource> {
                 .filter_map(move |rule| Some((ns, rule.delegate.as_ref()?)))
         })
         .collect();
+    let picked = |(at, r): &(usize, &Resource)| match &r.spec {
+        Spec::MeshConfig(_) => mesh == Some(*at),
+        Spec::VirtualService(vs) if vs.hosts.is_empty() => {
+            delegations.iter().any(|(ns, d)| is_delegate(r, ns, d))
+        }
+        _ => workload.sees(r),
+    };
     resources
         .iter()
-        .filter(|r| match &r.spec {
-            Spec::MeshConfig(_) => mesh.is_some_and(|m| std::ptr::eq(m, *r)),
-            Spec::VirtualService(vs) if vs.hosts.is_empty() => {
-                delegations.iter().any(|(ns, d)| is_delegate(r, ns, d))
-            }
-            _ => workload.sees(r),
-        })
-        .cloned()
+        .map(Borrow::borrow)
+        .enumerate()
+        .filter(picked)
+        .map(|(at, _)| at)
         .collect()
 }
 
@@ -64,13 +70,17 @@ fn is_delegate(r: &Resource, ns: &str, d: &Delegate) -> bool {
         && r.visible_from(ns)
 }
 
-/// The MeshConfig in force in `namespace`: its own, else the root namespace's.
-fn mesh_config<'r>(resources: &'r [Resource], namespace: &str) -> Option<&'r Resource> {
+/// The position of the MeshConfig in force in `namespace`: its own, else the root
+/// namespace's.
+fn mesh_config<R: Borrow<Resource>>(resources: &[R], namespace: &str) -> Option<usize> {
     let first_in = |ns: &str| {
         resources
             .iter()
-            .filter(|r| matches!(r.spec, Spec::MeshConfig(_)) && r.meta.namespace() == ns)
-            .min_by(|a, b| by_name(a, b))
+            .map(Borrow::borrow)
+            .enumerate()
+            .filter(|(_, r)| matches!(r.spec, Spec::MeshConfig(_)) && r.meta.namespace() == ns)
+            .min_by(|(_, a), (_, b)| by_name(a, b))
+            .map(|(at, _)| at)
     };
     first_in(namespace).or_else(|| first_in(ROOT_NAMESPACE))
 }

@@ -5,6 +5,11 @@ use sluice_api::model::Model;
 
 use super::*;
 
+/// The resources [`view`] picks, copied out.
+fn picked(all: &[Resource], workload: &Workload) -> Vec<Resource> {
+    view(all, workload).into_iter().map(|at| all[at].clone()).collect()
+}
+
 const MESH: &str = r#"
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -137,7 +142,7 @@ fn a_view_holds_what_the_namespace_sees_and_the_delegates_it_uses() {
         ),
     ];
     for (workload, expected) in cases {
-        assert_eq!(titles(&view(&all, &workload)), expected, "{workload:?}");
+        assert_eq!(titles(&picked(&all, &workload)), expected, "{workload:?}");
     }
 }
 
@@ -145,7 +150,7 @@ fn a_view_holds_what_the_namespace_sees_and_the_delegates_it_uses() {
 fn a_delegate_not_exported_to_its_root_is_left_out() {
     let text = MESH.replace("exportTo: [shop]", "exportTo: [elsewhere]");
     let all = resources(&text);
-    let seen = titles(&view(&all, &workload("shop", &[])));
+    let seen = titles(&picked(&all, &workload("shop", &[])));
     assert!(!seen.contains(&"VirtualService team/reviews-api".to_string()));
 }
 
@@ -159,7 +164,7 @@ fn compiling_the_view_gives_the_model_compiling_everything_gives() {
         workload("bank", &[]),
     ] {
         let whole = serde_json::to_value(Model::compile(&all, &w)).unwrap();
-        let part = serde_json::to_value(Model::compile(&view(&all, &w), &w)).unwrap();
+        let part = serde_json::to_value(Model::compile(&picked(&all, &w), &w)).unwrap();
         assert_eq!(part, whole, "{w:?}");
     }
 }
@@ -196,7 +201,7 @@ fn one_mesh_config_applies_its_namespace_first_then_the_root() {
         ("sluice-system", Some("MeshConfig sluice-system/mesh")),
     ];
     for (namespace, expected) in cases {
-        let seen = titles(&view(&all, &workload(namespace, &[])));
+        let seen = titles(&picked(&all, &workload(namespace, &[])));
         assert_eq!(
             seen,
             expected.into_iter().collect::<Vec<_>>(),
@@ -207,20 +212,20 @@ fn one_mesh_config_applies_its_namespace_first_then_the_root() {
         .into_iter()
         .filter(|r| r.meta.namespace() != ROOT_NAMESPACE)
         .collect();
-    assert!(view(&without_root, &workload("front", &[])).is_empty());
+    assert!(picked(&without_root, &workload("front", &[])).is_empty());
 }
 
 #[test]
 fn the_mesh_config_in_force_is_the_one_compiled() {
     let all = resources(MESH_CONFIGS);
     let w = workload("shop", &[]);
-    let model = Model::compile(&view(&all, &w), &w);
+    let model = Model::compile(&picked(&all, &w), &w);
     assert_eq!(
         model.mesh.connect_timeout,
         std::time::Duration::from_secs(1)
     );
     let w = workload("front", &[]);
-    let model = Model::compile(&view(&all, &w), &w);
+    let model = Model::compile(&picked(&all, &w), &w);
     assert_eq!(
         model.mesh.outbound,
         sluice_api::mesh_config::OutboundMode::RegistryOnly

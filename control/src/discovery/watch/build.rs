@@ -22,7 +22,7 @@ use sluice_api::resource::DEFAULT_NAMESPACE;
 use crate::discovery::state::Rejection;
 use crate::discovery::translate::{self, SERVICE_NAME_LABEL};
 use crate::discovery::{istio_objects, origin};
-pub use cache::Translations;
+pub use cache::{Shared, Translations};
 
 /// The watched objects, as the watchers' stores hold them.
 #[derive(Debug, Default)]
@@ -41,8 +41,9 @@ pub struct Objects {
 #[derive(Debug, Default)]
 pub struct Built {
     /// Every kept resource, oldest object first (creationTimestamp, then namespace and
-    /// name): where two resources conflict, Istio keeps the older one.
-    pub resources: Vec<Resource>,
+    /// name): where two resources conflict, Istio keeps the older one. A Service not
+    /// translated again keeps the `Arc`s of the last rebuild.
+    pub resources: Vec<Arc<Resource>>,
     /// The objects left out, by `Kind namespace/name`.
     pub rejected: Vec<Rejection>,
     /// Every diagnostic: the rejections' errors, warnings, notes.
@@ -78,7 +79,7 @@ pub fn build(
     rebuild.finish();
     for object in &objects.custom {
         let kind = object.types.as_ref().map_or("", |t| t.kind.as_str());
-        out.add(kind, &object.metadata, load(kind, object));
+        out.add(kind, &object.metadata, load(kind, object).into());
     }
     out.finish()
 }
@@ -139,18 +140,19 @@ type Age<'a> = (Option<&'a Time>, &'a str, &'a str, &'a str);
 /// The resources, rejections and diagnostics of every object, as they are added.
 #[derive(Default)]
 struct Collector<'a> {
-    resources: Vec<(Age<'a>, Resource)>,
+    resources: Vec<(Age<'a>, Arc<Resource>)>,
     rejected: Vec<Rejection>,
     diagnostics: Vec<Diagnostic>,
 }
 
 impl<'a> Collector<'a> {
-    fn add(&mut self, kind: &'a str, meta: &'a ObjectMeta, set: ConfigSet) {
+    fn add(&mut self, kind: &'a str, meta: &'a ObjectMeta, set: Shared) {
         let (namespace, name) = (namespace(meta), name(meta));
-        if set.has_errors() {
+        let mut errors = set.diagnostics.iter().filter(|d| d.is_error()).peekable();
+        if errors.peek().is_some() {
             self.rejected.push(Rejection {
                 object: format!("{kind} {namespace}/{name}"),
-                errors: set.errors().map(describe).collect(),
+                errors: errors.map(describe).collect(),
             });
         }
         let age = (meta.creation_timestamp.as_ref(), namespace, name, kind);

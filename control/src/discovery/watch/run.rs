@@ -15,6 +15,7 @@ use kube::discovery::ApiResource;
 use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
+use sluice_api::Resource;
 use sluice_api::diagnostic::{Diagnostic, Severity};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
@@ -271,7 +272,7 @@ impl State {
             let started = Instant::now();
             let built = build(&objects, &settings, &mut translations);
             let unchanged = last.synced()
-                && last.resources == built.resources
+                && same_resources(&last.resources, &built.resources)
                 && last.rejected == built.rejected;
             Rebuilt {
                 built,
@@ -427,6 +428,11 @@ fn log_served(served: &Served, rediscover: Duration) {
             "the cluster does not serve networking.istio.io (no Istio CRDs installed): the mesh config has the Services only; looking again every {rediscover:?}"
         );
     }
+}
+
+/// True when both lists hold equal resources in the same order; most are the same `Arc`.
+fn same_resources(a: &[Arc<Resource>], b: &[Arc<Resource>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| Arc::ptr_eq(a, b) || a == b)
 }
 
 fn rejected_objects(rejected: &[Rejection]) -> BTreeSet<&str> {

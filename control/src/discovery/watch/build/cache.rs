@@ -1,13 +1,18 @@
 //! The translations of the last rebuild, by Service: a Service whose object, EndpointSlices
 //! and the Pods its endpoints name are the very `Arc`s of the last rebuild (the reflector
 //! stores hand out the same `Arc` for an object that did not change) is not translated
-//! again. An edit or an endpoint change so translates one Service, not all of them.
+//! again. An edit or an endpoint change so translates one Service, not all of them, and
+//! the resources of the others are handed out again as the same `Arc`s, so what follows
+//! (the comparison with the last version, the rendering for the proxies) settles them by
+//! pointer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use sluice_api::Resource;
+use sluice_api::diagnostic::Diagnostic;
 use sluice_api::load::ConfigSet;
 
 use crate::discovery::translate::{self, Pods};
@@ -23,7 +28,25 @@ pub struct Translations {
 #[derive(Debug)]
 struct Entry {
     inputs: Inputs,
-    set: ConfigSet,
+    set: Shared,
+}
+
+/// A translation's resources, shared from one rebuild to the next, and its diagnostics.
+#[derive(Clone, Debug, Default)]
+pub struct Shared {
+    /// The resources made.
+    pub resources: Vec<Arc<Resource>>,
+    /// Errors, warnings and notes.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl From<ConfigSet> for Shared {
+    fn from(set: ConfigSet) -> Shared {
+        Shared {
+            resources: set.resources.into_iter().map(Arc::new).collect(),
+            diagnostics: set.diagnostics,
+        }
+    }
 }
 
 /// What one translation read, by pointer.
@@ -87,7 +110,7 @@ impl Rebuild<'_> {
         slices: &[&Arc<EndpointSlice>],
         pods: &PodIndex<'_>,
         settings: &translate::Settings,
-    ) -> ConfigSet {
+    ) -> Shared {
         let inputs = Inputs {
             service: service.clone(),
             slices: slices.iter().map(|s| Arc::clone(s)).collect(),
@@ -101,7 +124,10 @@ impl Rebuild<'_> {
                 let known = inputs.pods.iter().flatten().map(|pod| pod.as_ref());
                 let slices: Vec<&EndpointSlice> = slices.iter().map(|s| s.as_ref()).collect();
                 let set = translate::translate(service, &slices, &Pods::new(known), settings);
-                Entry { inputs, set }
+                Entry {
+                    inputs,
+                    set: set.into(),
+                }
             }
         };
         let set = entry.set.clone();

@@ -32,7 +32,7 @@ fn shop() -> Objects {
 }
 
 fn titles(built: &Built) -> Vec<String> {
-    built.resources.iter().map(Resource::title).collect()
+    built.resources.iter().map(|r| r.title()).collect()
 }
 
 #[test]
