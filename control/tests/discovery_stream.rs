@@ -55,7 +55,7 @@ fn publish(publisher: &Publisher, version: u64, yaml: &str) {
         .into_iter()
         .map(|mut r| {
             r.origin = origin(r.spec.kind(), r.meta.namespace(), &r.meta.name);
-            r
+            Arc::new(r)
         })
         .collect();
     publisher.send_replace(Arc::new(ClusterConfig {

@@ -201,11 +201,11 @@ where
 }
 
 fn titles(config: &ClusterConfig) -> Vec<String> {
-    config.resources.iter().map(Resource::title).collect()
+    config.resources.iter().map(|r| r.title()).collect()
 }
 
 fn by_title(config: &ClusterConfig) -> BTreeMap<String, &Resource> {
-    config.resources.iter().map(|r| (r.title(), r)).collect()
+    config.resources.iter().map(|r| (r.title(), &**r)).collect()
 }
 
 /// The titles of the resources added, removed or changed from `before` to `after`.

@@ -163,7 +163,7 @@ impl Control {
         resources.extend(more);
         self.publisher.send_replace(Arc::new(ClusterConfig {
             version,
-            resources,
+            resources: resources.into_iter().map(Arc::new).collect(),
             rejected: Vec::new(),
         }));
         version

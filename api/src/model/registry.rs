@@ -1,7 +1,8 @@
 //! The service registry: services by host, by VIP:port and by endpoint
 //! address, with their ports, endpoints and DestinationRule subsets.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -88,10 +89,11 @@ pub enum EndpointAddress {
 pub struct Endpoint {
     /// Where it is.
     pub address: EndpointAddress,
-    /// Port name → port on this endpoint.
-    pub ports: BTreeMap<String, u16>,
-    /// Its labels (subsets select on them).
-    pub labels: BTreeMap<String, String>,
+    /// Port name → port on this endpoint; endpoints with the same ports share one map.
+    pub ports: Arc<BTreeMap<String, u16>>,
+    /// Its labels (subsets select on them); endpoints with the same labels share one map
+    /// (a Deployment's Pods), so a registry of many endpoints holds few maps.
+    pub labels: Arc<BTreeMap<String, String>>,
     /// Load-balancing weight (default 1).
     pub weight: u32,
 }
@@ -190,9 +192,10 @@ impl Registry {
             domain: domain.clone(),
             ..Registry::default()
         };
+        let mut shared = SharedMaps::default();
         for r in resources {
             if let Spec::ServiceEntry(se) = &r.spec {
-                reg.add_entry(se, r.meta.namespace());
+                reg.add_entry(se, r.meta.namespace(), &mut shared);
             }
         }
         let mut exact: HashMap<String, (&Resource, &DestinationRule)> = HashMap::new();
@@ -227,7 +230,7 @@ impl Registry {
         reg
     }
 
-    fn add_entry(&mut self, se: &ServiceEntry, namespace: &str) {
+    fn add_entry(&mut self, se: &ServiceEntry, namespace: &str, shared: &mut SharedMaps) {
         let resolution = se.resolution.unwrap_or(Resolution::None);
         let ports: Vec<ServicePort> = se
             .ports
@@ -243,7 +246,7 @@ impl Registry {
             .collect();
         for host in &se.hosts {
             let host = self.fqdn(host, namespace);
-            let endpoints = endpoints(se, resolution, &host);
+            let endpoints = endpoints(se, resolution, &host, shared);
             let id = ServiceId(self.services.len() as u32);
             for addr in &se.addresses {
                 let Some(net) = parse_cidr(addr) else {
@@ -311,29 +314,59 @@ impl Registry {
     }
 }
 
-fn endpoints(se: &ServiceEntry, resolution: Resolution, host: &str) -> Vec<Endpoint> {
+/// The port and label maps of the endpoints built so far, each held once.
+#[derive(Default)]
+struct SharedMaps {
+    ports: HashSet<Arc<BTreeMap<String, u16>>>,
+    labels: HashSet<Arc<BTreeMap<String, String>>>,
+}
+
+impl SharedMaps {
+    /// The map equal to `map` held already, or `map`, held from now on.
+    fn share<V: Eq + Hash>(
+        held: &mut HashSet<Arc<BTreeMap<String, V>>>,
+        map: BTreeMap<String, V>,
+    ) -> Arc<BTreeMap<String, V>> {
+        if let Some(found) = held.get(&map) {
+            return found.clone();
+        }
+        let map = Arc::new(map);
+        held.insert(map.clone());
+        map
+    }
+}
+
+fn endpoints(
+    se: &ServiceEntry,
+    resolution: Resolution,
+    host: &str,
+    shared: &mut SharedMaps,
+) -> Vec<Endpoint> {
     let mut eps: Vec<Endpoint> = se
         .endpoints
         .iter()
-        .map(|e| Endpoint {
-            address: match e.address.parse::<IpAddr>() {
-                Ok(ip) => EndpointAddress::Ip(ip),
-                Err(_) => EndpointAddress::Dns(e.address.clone()),
-            },
-            ports: e
+        .map(|e| {
+            let ports = e
                 .ports
                 .iter()
                 .filter_map(|(k, v)| Some((k.clone(), u16::try_from(*v).ok()?)))
-                .collect(),
-            labels: e.labels.clone(),
-            weight: e.weight.unwrap_or(1).max(1),
+                .collect();
+            Endpoint {
+                address: match e.address.parse::<IpAddr>() {
+                    Ok(ip) => EndpointAddress::Ip(ip),
+                    Err(_) => EndpointAddress::Dns(e.address.clone()),
+                },
+                ports: SharedMaps::share(&mut shared.ports, ports),
+                labels: SharedMaps::share(&mut shared.labels, e.labels.clone()),
+                weight: e.weight.unwrap_or(1).max(1),
+            }
         })
         .collect();
     if eps.is_empty() && matches!(resolution, Resolution::Dns | Resolution::DnsRoundRobin) {
         eps.push(Endpoint {
             address: EndpointAddress::Dns(host.to_string()),
-            ports: BTreeMap::new(),
-            labels: BTreeMap::new(),
+            ports: Arc::default(),
+            labels: Arc::default(),
             weight: 1,
         });
     }
