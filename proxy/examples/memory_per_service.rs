@@ -7,6 +7,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::json;
+use sluice_api::Spec;
+use sluice_api::istio::service_entry::SharedMaps;
 use sluice_api::model::{Model, Role, Workload};
 use sluice_proxy::balance::Balancers;
 use sluice_proxy::cluster::{Breakers, Clusters};
@@ -102,12 +104,18 @@ fn main() {
     );
     let update: Update = serde_json::from_slice(line.as_bytes()).expect("an update");
     let at = step("update parsed (docs as JSON text)", base, services);
+    // As the proxy holds them: endpoints with equal port or label maps share one.
+    let mut shared = SharedMaps::default();
     let held: Vec<_> = update
         .resources
         .iter()
         .map(|e| {
             let mut set = sluice_api::load_str(&e.id, &e.doc);
-            set.resources.pop().expect("a resource")
+            let mut resource = set.resources.pop().expect("a resource");
+            if let Spec::ServiceEntry(se) = &mut resource.spec {
+                shared.share(se);
+            }
+            resource
         })
         .collect();
     let _ = step("  + loaded Resources (held)", at, services);
@@ -126,5 +134,5 @@ fn main() {
         "Model serialized for /config_dump: {} B/Service",
         serde_json::to_string(&model).map_or(0, |s| s.len()) / services
     );
-    drop((held, model, balancers, clusters, breakers));
+    drop((held, shared, model, balancers, clusters, breakers));
 }

@@ -1,6 +1,8 @@
 //! `ServiceEntry`: adds services (and their endpoints) to the registry.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::Hash;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
@@ -80,10 +82,10 @@ pub enum Resolution {
 pub struct WorkloadEntry {
     /// IP address or DNS name.
     pub address: String,
-    /// Port name → port number on this endpoint.
-    pub ports: BTreeMap<String, u32>,
-    /// Labels (subsets select on them).
-    pub labels: BTreeMap<String, String>,
+    /// Port name → port number on this endpoint (shared: see [`SharedMaps`]).
+    pub ports: Arc<BTreeMap<String, u32>>,
+    /// Labels (subsets select on them; shared: see [`SharedMaps`]).
+    pub labels: Arc<BTreeMap<String, String>>,
     /// Network of the endpoint.
     pub network: Option<String>,
     /// Locality (`region/zone/subzone`).
@@ -92,4 +94,59 @@ pub struct WorkloadEntry {
     pub weight: Option<u32>,
     /// Service account.
     pub service_account: Option<String>,
+}
+
+/// Endpoints' port and label maps, each distinct map held once: a Deployment's Pods have
+/// the same labels and ports, so the endpoints of a big registry share a few maps rather
+/// than each holding its own (a small map costs ~0.5 KB however few its entries).
+#[derive(Debug, Default)]
+pub struct SharedMaps {
+    ports: HashSet<Arc<BTreeMap<String, u32>>>,
+    labels: HashSet<Arc<BTreeMap<String, String>>>,
+}
+
+impl SharedMaps {
+    /// Makes the endpoints of `entry` hold the maps held here that equal theirs (and holds
+    /// theirs when none does).
+    pub fn share(&mut self, entry: &mut ServiceEntry) {
+        for endpoint in &mut entry.endpoints {
+            (endpoint.ports, endpoint.labels) = self.maps(endpoint);
+        }
+    }
+
+    /// The ports and labels of `endpoint`: the maps held here that equal them (its own,
+    /// held from now on, when none does).
+    pub fn maps(
+        &mut self,
+        endpoint: &WorkloadEntry,
+    ) -> (Arc<BTreeMap<String, u32>>, Arc<BTreeMap<String, String>>) {
+        (
+            shared(&mut self.ports, &endpoint.ports),
+            shared(&mut self.labels, &endpoint.labels),
+        )
+    }
+
+    /// How many distinct port maps and label maps are held.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.ports.len(), self.labels.len())
+    }
+
+    /// Lets go of the maps no endpoint holds any more.
+    pub fn forget_unused(&mut self) {
+        self.ports.retain(|map| Arc::strong_count(map) > 1);
+        self.labels.retain(|map| Arc::strong_count(map) > 1);
+    }
+}
+
+fn shared<V: Eq + Hash>(
+    held: &mut HashSet<Arc<BTreeMap<String, V>>>,
+    map: &Arc<BTreeMap<String, V>>,
+) -> Arc<BTreeMap<String, V>> {
+    match held.get(&**map) {
+        Some(found) => found.clone(),
+        None => {
+            held.insert(map.clone());
+            map.clone()
+        }
+    }
 }

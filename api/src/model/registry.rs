@@ -1,8 +1,7 @@
 //! The service registry: services by host, by VIP:port and by endpoint
 //! address, with their ports, endpoints and DestinationRule subsets.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::Hash;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -12,7 +11,7 @@ use serde::Serialize;
 use super::policy::Policy;
 use crate::host::{ClusterDomain, fqdn_in, matches};
 use crate::istio::destination_rule::DestinationRule;
-use crate::istio::service_entry::{Location, Resolution, ServiceEntry};
+use crate::istio::service_entry::{Location, Resolution, ServiceEntry, SharedMaps};
 use crate::net::parse_cidr;
 use crate::resource::{Resource, Spec};
 
@@ -89,10 +88,12 @@ pub enum EndpointAddress {
 pub struct Endpoint {
     /// Where it is.
     pub address: EndpointAddress,
-    /// Port name → port on this endpoint; endpoints with the same ports share one map.
-    pub ports: Arc<BTreeMap<String, u16>>,
+    /// Port name → port on this endpoint; endpoints with the same ports share one map
+    /// (the ServiceEntry's, see [`SharedMaps`]).
+    pub ports: Arc<BTreeMap<String, u32>>,
     /// Its labels (subsets select on them); endpoints with the same labels share one map
-    /// (a Deployment's Pods), so a registry of many endpoints holds few maps.
+    /// (a Deployment's Pods, see [`SharedMaps`]), so a registry of many endpoints holds few
+    /// maps.
     pub labels: Arc<BTreeMap<String, String>>,
     /// Load-balancing weight (default 1).
     pub weight: u32,
@@ -148,7 +149,7 @@ impl Service {
         endpoint
             .ports
             .get(&port.name)
-            .copied()
+            .and_then(|number| u16::try_from(*number).ok())
             .or(port.target_port)
             .unwrap_or(port.number)
     }
@@ -314,28 +315,6 @@ impl Registry {
     }
 }
 
-/// The port and label maps of the endpoints built so far, each held once.
-#[derive(Default)]
-struct SharedMaps {
-    ports: HashSet<Arc<BTreeMap<String, u16>>>,
-    labels: HashSet<Arc<BTreeMap<String, String>>>,
-}
-
-impl SharedMaps {
-    /// The map equal to `map` held already, or `map`, held from now on.
-    fn share<V: Eq + Hash>(
-        held: &mut HashSet<Arc<BTreeMap<String, V>>>,
-        map: BTreeMap<String, V>,
-    ) -> Arc<BTreeMap<String, V>> {
-        if let Some(found) = held.get(&map) {
-            return found.clone();
-        }
-        let map = Arc::new(map);
-        held.insert(map.clone());
-        map
-    }
-}
-
 fn endpoints(
     se: &ServiceEntry,
     resolution: Resolution,
@@ -346,18 +325,14 @@ fn endpoints(
         .endpoints
         .iter()
         .map(|e| {
-            let ports = e
-                .ports
-                .iter()
-                .filter_map(|(k, v)| Some((k.clone(), u16::try_from(*v).ok()?)))
-                .collect();
+            let (ports, labels) = shared.maps(e);
             Endpoint {
                 address: match e.address.parse::<IpAddr>() {
                     Ok(ip) => EndpointAddress::Ip(ip),
                     Err(_) => EndpointAddress::Dns(e.address.clone()),
                 },
-                ports: SharedMaps::share(&mut shared.ports, ports),
-                labels: SharedMaps::share(&mut shared.labels, e.labels.clone()),
+                ports,
+                labels,
                 weight: e.weight.unwrap_or(1).max(1),
             }
         })

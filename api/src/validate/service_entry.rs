@@ -256,7 +256,7 @@ fn check_endpoint(
             format!("\"{address}\" is not an IP address or DNS name: {problem}"),
         );
     }
-    for (name, port) in &ep.ports {
+    for (name, port) in ep.ports.iter() {
         check_port(*port, &format!("{path}.ports.{name}"), f);
         if !names.contains(name.as_str()) {
             f.error(

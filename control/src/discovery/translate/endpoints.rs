@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use sluice_api::diagnostic::Severity;
@@ -70,14 +71,16 @@ pub(super) fn collect(
                 };
                 if let Some(&i) = by_address.get(&ip) {
                     for (name, number) in &numbers {
-                        entries[i].ports.entry(name.clone()).or_insert(*number);
+                        Arc::make_mut(&mut entries[i].ports)
+                            .entry(name.clone())
+                            .or_insert(*number);
                     }
                     continue;
                 }
                 by_address.insert(ip, entries.len());
                 entries.push(WorkloadEntry {
                     address: ip.to_string(),
-                    ports: numbers.clone(),
+                    ports: Arc::new(numbers.clone()),
                     labels: labels.clone(),
                     locality: locality.clone(),
                     ..Default::default()
@@ -109,7 +112,11 @@ fn port_numbers(ports: &[ServicePort], slice: &EndpointSlice) -> BTreeMap<String
         .collect()
 }
 
-fn pod_labels(endpoint: &Endpoint, namespace: &str, pods: &Pods<'_>) -> BTreeMap<String, String> {
+fn pod_labels(
+    endpoint: &Endpoint,
+    namespace: &str,
+    pods: &Pods<'_>,
+) -> Arc<BTreeMap<String, String>> {
     endpoint
         .target_ref
         .as_ref()
@@ -118,7 +125,7 @@ fn pod_labels(endpoint: &Endpoint, namespace: &str, pods: &Pods<'_>) -> BTreeMap
             let namespace = r.namespace.as_deref().unwrap_or(namespace);
             pods.labels(namespace, r.name.as_deref()?)
         })
-        .cloned()
+        .map(|labels| Arc::new(labels.clone()))
         .unwrap_or_default()
 }
 
@@ -145,7 +152,7 @@ fn hoist_unnamed_port(ports: &mut [ServicePort], entries: &mut [WorkloadEntry]) 
     if numbers.all(|n| n == Some(first)) {
         port.target_port = (first != port.number).then_some(first);
         for entry in entries {
-            entry.ports.remove("");
+            Arc::make_mut(&mut entry.ports).remove("");
         }
     }
 }

@@ -84,16 +84,16 @@ fn cluster_ip_service_becomes_a_static_service_entry() {
             // Ready, in two slices: once, with the first slice's port for `http`.
             WorkloadEntry {
                 address: "10.244.1.5".into(),
-                ports: ports([("http", 8080), ("api", 19090)]),
-                labels: v1_labels,
+                ports: ports([("http", 8080), ("api", 19090)]).into(),
+                labels: v1_labels.into(),
                 locality: Some("eu-west-1/eu-west-1a".into()),
                 ..Default::default()
             },
             // `ready` unset counts as ready; no region label, so no locality.
             WorkloadEntry {
                 address: "10.244.2.7".into(),
-                ports: ports([("http", 8081), ("api", 19090)]),
-                labels: v2_labels,
+                ports: ports([("http", 8081), ("api", 19090)]).into(),
+                labels: v2_labels.into(),
                 ..Default::default()
             },
             // Not ready (starting) and serving-but-terminating endpoints are left out.
@@ -132,7 +132,7 @@ fn headless_service_passes_through_with_its_endpoints_listed() {
             .get("statefulset.kubernetes.io/pod-name"),
         Some(&"ratings-1".to_string())
     );
-    assert_eq!(se.endpoints[0].ports, ports([("tcp-db", 5000)]));
+    assert_eq!(*se.endpoints[0].ports, ports([("tcp-db", 5000)]));
     assert!(set.diagnostics.is_empty(), "{:?}", set.diagnostics);
 }
 

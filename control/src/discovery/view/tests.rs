@@ -7,7 +7,10 @@ use super::*;
 
 /// The resources [`view`] picks, copied out.
 fn picked(all: &[Resource], workload: &Workload) -> Vec<Resource> {
-    view(all, workload).into_iter().map(|at| all[at].clone()).collect()
+    view(all, workload)
+        .into_iter()
+        .map(|at| all[at].clone())
+        .collect()
 }
 
 const MESH: &str = r#"

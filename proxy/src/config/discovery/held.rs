@@ -1,11 +1,14 @@
 //! The resources the control plane sent, by id and in its order: full states replace
 //! them, deltas change them; each document is loaded once, when it arrives, and held
-//! once: compiling borrows the loaded resources rather than copying them.
+//! once: compiling borrows the loaded resources rather than copying them. The endpoints
+//! of the ServiceEntries held share their port and label maps ([`SharedMaps`]), as do the
+//! endpoints of the model compiled from them.
 
 use std::collections::{HashMap, HashSet};
 
+use sluice_api::istio::service_entry::SharedMaps;
 use sluice_api::model::{Model, Role, Workload};
-use sluice_api::{Resource, load_str};
+use sluice_api::{Resource, Spec, load_str};
 
 use super::wire::{Entry, Update};
 
@@ -21,6 +24,8 @@ pub struct Held {
     /// The resources of the documents that loaded, in `order`'s order: the slice the
     /// compiler reads.
     resources: Vec<Resource>,
+    /// The maps the endpoints of `resources` share.
+    shared: SharedMaps,
 }
 
 /// What loading a document with the strict loader of local mode gave (not validated: the
@@ -38,6 +43,12 @@ impl Held {
     /// Applies an update; an error says the stream is out of step (the proxy then
     /// reconnects for a full state).
     pub fn apply(&mut self, update: Update) -> Result<(), String> {
+        let result = self.apply_update(update);
+        self.shared.forget_unused();
+        result
+    }
+
+    fn apply_update(&mut self, update: Update) -> Result<(), String> {
         if update.full {
             self.started = true;
             self.order.clear();
@@ -66,6 +77,12 @@ impl Held {
         let result = self.change(update, &mut loaded);
         self.resources = self.in_order(loaded);
         result
+    }
+
+    /// How many distinct port and label maps the endpoints held share.
+    #[cfg(test)]
+    fn shared_maps(&self) -> (usize, usize) {
+        self.shared.counts()
     }
 
     /// A delta's changes, with the resources held by id in `loaded`.
@@ -105,7 +122,10 @@ impl Held {
     fn upsert(&mut self, entries: Vec<Entry>, loaded: &mut HashMap<String, Resource>) {
         for entry in entries {
             let outcome = match load(&entry) {
-                Ok((resource, warnings)) => {
+                Ok((mut resource, warnings)) => {
+                    if let Spec::ServiceEntry(se) = &mut resource.spec {
+                        self.shared.share(se);
+                    }
                     loaded.insert(entry.id.clone(), resource);
                     Loaded::Good(warnings)
                 }
@@ -172,6 +192,8 @@ fn load(entry: &Entry) -> Result<(Resource, Vec<String>), Vec<String>> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use serde_json::json;
 
     use super::*;
@@ -235,6 +257,51 @@ mod tests {
         held.apply(update(4, true, vec![entry("d", "d.example.com")], &[]))
             .unwrap();
         assert_eq!(hosts(&held), ["d.example.com"]);
+    }
+
+    /// A ServiceEntry whose two endpoints have these labels.
+    fn labelled(id: &str, labels: [&str; 2]) -> Entry {
+        let endpoint = |ip: &str, version: &str| json!({"address": ip, "ports": {"http": 8080}, "labels": {"version": version}});
+        Entry {
+            id: id.into(),
+            doc: json!({
+                "apiVersion": "networking.istio.io/v1",
+                "kind": "ServiceEntry",
+                "metadata": {"name": id, "namespace": "shop"},
+                "spec": {
+                    "hosts": [format!("{id}.shop.svc.cluster.local")],
+                    "ports": [{"number": 80, "name": "http"}],
+                    "resolution": "STATIC",
+                    "endpoints": [endpoint("10.0.0.1", labels[0]), endpoint("10.0.0.2", labels[1])]
+                }
+            })
+            .to_string(),
+        }
+    }
+
+    #[test]
+    fn endpoints_with_equal_maps_share_them_while_they_are_held() {
+        let mut held = Held::default();
+        let full = vec![labelled("a", ["v1", "v2"]), labelled("b", ["v1", "v1"])];
+        held.apply(update(1, true, full, &[])).unwrap();
+        let (model, _) = held.compile(&Workload::default(), Role::Sidecar).unwrap();
+        let endpoints: Vec<_> = model
+            .registry
+            .services
+            .iter()
+            .flat_map(|s| &s.endpoints)
+            .collect();
+        assert_eq!(endpoints.len(), 4);
+        let (a1, a2, b1, b2) = (endpoints[0], endpoints[1], endpoints[2], endpoints[3]);
+        assert!(Arc::ptr_eq(&a1.labels, &b1.labels) && Arc::ptr_eq(&b1.labels, &b2.labels));
+        assert!(!Arc::ptr_eq(&a1.labels, &a2.labels));
+        assert_eq!(a2.labels["version"], "v2");
+        assert!(Arc::ptr_eq(&a1.ports, &b2.ports), "one ports map for all");
+        drop(model);
+
+        // Only `b` is left: the `v2` map is let go, `v1` is still shared.
+        held.apply(update(2, false, vec![], &["a"])).unwrap();
+        assert_eq!(held.shared_maps(), (1, 1));
     }
 
     #[test]
