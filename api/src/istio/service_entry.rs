@@ -83,9 +83,9 @@ pub struct WorkloadEntry {
     /// IP address or DNS name.
     pub address: String,
     /// Port name → port number on this endpoint (shared: see [`SharedMaps`]).
-    pub ports: Arc<BTreeMap<String, u32>>,
+    pub ports: Ports,
     /// Labels (subsets select on them; shared: see [`SharedMaps`]).
-    pub labels: Arc<BTreeMap<String, String>>,
+    pub labels: Labels,
     /// Network of the endpoint.
     pub network: Option<String>,
     /// Locality (`region/zone/subzone`).
@@ -95,6 +95,12 @@ pub struct WorkloadEntry {
     /// Service account.
     pub service_account: Option<String>,
 }
+
+/// An endpoint's port numbers by port name, shared with the endpoints that have the same.
+pub type Ports = Arc<BTreeMap<String, u32>>;
+
+/// An endpoint's labels, shared with the endpoints that have the same.
+pub type Labels = Arc<BTreeMap<String, String>>;
 
 /// Endpoints' port and label maps, each distinct map held once: a Deployment's Pods have
 /// the same labels and ports, so the endpoints of a big registry share a few maps rather
@@ -116,10 +122,7 @@ impl SharedMaps {
 
     /// The ports and labels of `endpoint`: the maps held here that equal them (its own,
     /// held from now on, when none does).
-    pub fn maps(
-        &mut self,
-        endpoint: &WorkloadEntry,
-    ) -> (Arc<BTreeMap<String, u32>>, Arc<BTreeMap<String, String>>) {
+    pub fn maps(&mut self, endpoint: &WorkloadEntry) -> (Ports, Labels) {
         (
             shared(&mut self.ports, &endpoint.ports),
             shared(&mut self.labels, &endpoint.labels),

@@ -1,7 +1,7 @@
 //! The service registry: services by host, by VIP:port and by endpoint
 //! address, with their ports, endpoints and DestinationRule subsets.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::policy::Policy;
 use crate::host::{ClusterDomain, fqdn_in, matches};
 use crate::istio::destination_rule::DestinationRule;
-use crate::istio::service_entry::{Location, Resolution, ServiceEntry, SharedMaps};
+use crate::istio::service_entry::{Labels, Location, Ports, Resolution, ServiceEntry, SharedMaps};
 use crate::net::parse_cidr;
 use crate::resource::{Resource, Spec};
 
@@ -90,11 +90,11 @@ pub struct Endpoint {
     pub address: EndpointAddress,
     /// Port name → port on this endpoint; endpoints with the same ports share one map
     /// (the ServiceEntry's, see [`SharedMaps`]).
-    pub ports: Arc<BTreeMap<String, u32>>,
+    pub ports: Ports,
     /// Its labels (subsets select on them); endpoints with the same labels share one map
     /// (a Deployment's Pods, see [`SharedMaps`]), so a registry of many endpoints holds few
     /// maps.
-    pub labels: Arc<BTreeMap<String, String>>,
+    pub labels: Labels,
     /// Load-balancing weight (default 1).
     pub weight: u32,
 }
@@ -204,7 +204,7 @@ impl Registry {
         let mut rules: Vec<(&Resource, &DestinationRule)> = resources
             .iter()
             .filter_map(|r| match &r.spec {
-                Spec::DestinationRule(dr) => Some((r, dr)),
+                Spec::DestinationRule(dr) => Some((r, &**dr)),
                 _ => None,
             })
             .collect();

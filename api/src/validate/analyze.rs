@@ -16,7 +16,7 @@ pub(super) fn analyze(resources: &[Resource], out: &mut Vec<Diagnostic>) {
     let rules: Vec<(&Resource, &DestinationRule)> = resources
         .iter()
         .filter_map(|r| match &r.spec {
-            Spec::DestinationRule(dr) => Some((r, dr)),
+            Spec::DestinationRule(dr) => Some((r, &**dr)),
             _ => None,
         })
         .collect();
