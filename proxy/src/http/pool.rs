@@ -195,7 +195,7 @@ impl Pool {
             let freed = slot.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            if let Some(taken) = take(&slot, kind).filter(|_| !fresh) {
+            if let Some(taken) = (!fresh).then(|| take(&slot, kind)).flatten() {
                 match self.send_on(to, &slot, taken, req).await {
                     Ok(resp) => return Ok(with_held(resp, request)),
                     Err(failed) => match failed.request {

@@ -108,7 +108,10 @@ impl Sending {
             if queued.is_empty() && self.pending.is_empty() {
                 ready!(Pin::new(&mut *io).poll_flush(cx))?;
                 if self.ended {
-                    self.body = None;
+                    // A body never read stays: the request may be sent again with it.
+                    if self.polled {
+                        self.body = None;
+                    }
                     self.done = true;
                     return Poll::Ready(Ok(()));
                 }
@@ -123,7 +126,9 @@ impl Sending {
                 ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices))?
             };
             if n == 0 {
-                return Poll::Ready(Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()));
+                return Poll::Ready(Err(
+                    std::io::Error::from(std::io::ErrorKind::WriteZero).into()
+                ));
             }
             self.written += n;
             let from_out = n.min(queued.len());
