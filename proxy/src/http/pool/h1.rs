@@ -27,7 +27,7 @@ pub use self::body::Receiving;
 use self::write::Sending;
 use super::conn::ConnState;
 use crate::cluster::Permit;
-use crate::http::{Body, BoxError};
+use crate::http::{Body, BoxError, retry};
 use crate::tls::Stream;
 
 /// Bytes the read buffer is given room for before a read.
@@ -51,6 +51,8 @@ pub struct Conn {
     buf: BytesMut,
     /// The write buffer (request heads and body framing), kept likewise.
     out: Vec<u8>,
+    /// Scratch space for parsing response heads, kept likewise.
+    spans: decode::Spans,
     /// It carried a request before.
     reused: bool,
     state: Arc<ConnState>,
@@ -65,6 +67,7 @@ impl Conn {
             io,
             buf: BytesMut::new(),
             out: Vec::new(),
+            spans: decode::Spans::new(),
             reused: false,
             state,
             _permit: permit,
@@ -148,22 +151,14 @@ pub async fn send(mut conn: Conn, req: Request<Body>) -> Result<Response<Receivi
     let framing = encode::head(&parts, known, &mut conn.out);
     let mut sending = Sending::new(framing, body);
     let mut answered = false;
-    let got = poll_fn(|cx| exchange(&mut conn, &mut sending, &parts.method, &mut answered, cx)).await;
+    let got =
+        poll_fn(|cx| exchange(&mut conn, &mut sending, &parts.method, &mut answered, cx)).await;
     match got {
         Ok(head) => Ok(body::receive(conn, head, sending)),
         Err(error) => {
-            let idempotent = [
-                Method::GET,
-                Method::HEAD,
-                Method::OPTIONS,
-                Method::TRACE,
-                Method::PUT,
-                Method::DELETE,
-            ]
-            .contains(&parts.method);
             let again = conn.reused
                 && !answered
-                && (idempotent || sending.written() == 0)
+                && (retry::is_idempotent(&parts.method) || sending.written() == 0)
                 && !matches!(error, Error::Body(_));
             let request = again
                 .then(|| sending.unread_body())
@@ -197,7 +192,7 @@ fn exchange(
     }
     loop {
         if !conn.buf.is_empty() {
-            if let Some(head) = decode::head(&mut conn.buf, method)? {
+            if let Some(head) = decode::head(&mut conn.buf, method, &mut conn.spans)? {
                 return Poll::Ready(Ok(head));
             }
         }

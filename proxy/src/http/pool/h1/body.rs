@@ -125,7 +125,9 @@ impl hyper::body::Body for Receiving {
             let frame = match &mut this.framing {
                 Left::Length(0) => None,
                 Left::Length(left) => (!conn.buf.is_empty()).then(|| {
-                    let n = usize::try_from(*left).unwrap_or(usize::MAX).min(conn.buf.len());
+                    let n = usize::try_from(*left)
+                        .unwrap_or(usize::MAX)
+                        .min(conn.buf.len());
                     *left -= n as u64;
                     Ok(Some(Frame::data(conn.buf.split_to(n).freeze())))
                 }),
@@ -136,8 +138,9 @@ impl hyper::body::Body for Receiving {
                     Ok(None) => None,
                     Err(e) => Some(Err(e)),
                 },
-                Left::Close => (!conn.buf.is_empty())
-                    .then(|| Ok(Some(Frame::data(conn.buf.split().freeze())))),
+                Left::Close => {
+                    (!conn.buf.is_empty()).then(|| Ok(Some(Frame::data(conn.buf.split().freeze()))))
+                }
             };
             let done = match &this.framing {
                 Left::Length(left) => *left == 0,

@@ -4,6 +4,8 @@
 //! CRLF required everywhere. Anything malformed is an error, after which the connection is
 //! never reused.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version, response};
@@ -77,14 +79,18 @@ pub struct Head {
     pub keep_alive: bool,
 }
 
+/// Where each header field of a head lies in its bytes: (name, name end, value, value end).
+pub type Spans = Vec<(usize, usize, usize, usize)>;
+
 /// Parses the response head at the start of `buf`, skipping informational (1xx) responses
 /// as hyper does, for a request with `method`; `None` until a whole head is in. The head's
-/// bytes are taken out of `buf`.
-pub fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error> {
+/// bytes are taken out of `buf`; `spans` is scratch space, kept from one head to the next.
+pub fn head(buf: &mut BytesMut, method: &Method, spans: &mut Spans) -> Result<Option<Head>, Error> {
     loop {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut fields);
-        let len = match parsed.parse(buf) {
+        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut []);
+        let parser = httparse::ParserConfig::default();
+        let len = match parser.parse_response_with_uninit_headers(&mut parsed, buf, &mut fields) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(Error::TooLarge),
             Ok(httparse::Status::Partial) => return Ok(None),
@@ -94,7 +100,8 @@ pub fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error> 
             return Err(Error::TooLarge);
         }
         let code = parsed.code.unwrap_or_default();
-        let status = StatusCode::from_u16(code).map_err(|_| Error::Head(httparse::Error::Status))?;
+        let status =
+            StatusCode::from_u16(code).map_err(|_| Error::Head(httparse::Error::Status))?;
         if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
             let _ = buf.split_to(len);
             continue;
@@ -110,20 +117,25 @@ pub fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error> 
             .map(|r| Bytes::copy_from_slice(r.as_bytes()));
         let base = buf.as_ptr() as usize;
         // Each field as (name, name end, value, value end) in the head's bytes.
-        let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-        let count = parsed.headers.len();
-        for (span, field) in spans.iter_mut().zip(parsed.headers.iter()) {
+        spans.clear();
+        spans.extend(parsed.headers.iter().map(|field| {
             let name = field.name.as_ptr() as usize - base;
             let value = field.value.as_ptr() as usize - base;
-            *span = (name, name + field.name.len(), value, value + field.value.len());
-        }
+            (
+                name,
+                name + field.name.len(),
+                value,
+                value + field.value.len(),
+            )
+        }));
+        let count = spans.len();
         let bytes = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(count);
         let mut keep_alive = version == Version::HTTP_11;
-        for &(name, name_end, value, end) in &spans[..count] {
+        for &(name, name_end, value, end) in spans.iter() {
             let name = HeaderName::from_bytes(&bytes[name..name_end]).map_err(|_| Error::Field)?;
-            let value =
-                HeaderValue::from_maybe_shared(bytes.slice(value..end)).map_err(|_| Error::Field)?;
+            let value = HeaderValue::from_maybe_shared(bytes.slice(value..end))
+                .map_err(|_| Error::Field)?;
             if name == CONNECTION && has_token(&value, "close") {
                 keep_alive = false;
             }
@@ -202,8 +214,7 @@ fn parse_length(digits: &[u8]) -> Option<u64> {
         return None;
     }
     digits.iter().try_fold(0u64, |n, d| {
-        d.is_ascii_digit()
-            .then(|| n * 10 + u64::from(d - b'0'))
+        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
     })
 }
 
@@ -378,7 +389,10 @@ fn chunk_size(line: &[u8]) -> Result<u64, Error> {
             .ok_or(Error::ChunkSize)?;
     }
     let rest = &line[digits..];
-    let rest = &rest[rest.iter().take_while(|b| matches!(b, b' ' | b'\t')).count()..];
+    let rest = &rest[rest
+        .iter()
+        .take_while(|b| matches!(b, b' ' | b'\t'))
+        .count()..];
     match rest.first() {
         None | Some(b';') => Ok(size),
         Some(_) => Err(Error::ChunkSize),
@@ -390,7 +404,7 @@ mod tests {
     use super::*;
 
     fn parse(raw: &str) -> Result<Option<Head>, Error> {
-        head(&mut BytesMut::from(raw), &Method::GET)
+        head(&mut BytesMut::from(raw), &Method::GET, &mut Spans::new())
     }
 
     fn framed(raw: &str) -> Result<(Framing, bool), Error> {
@@ -404,27 +418,48 @@ mod tests {
     fn heads_are_framed_by_rfc_9112_precedence() {
         use Framing::*;
         let cases: [(&str, Result<(Framing, bool), Error>); 14] = [
-            ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", Ok((Length(2), true))),
-            ("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", Ok((Empty, true))),
-            ("HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\n", Ok((Length(2), true))),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n",
+                Ok((Length(2), true)),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                Ok((Empty, true)),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\n",
+                Ok((Length(2), true)),
+            ),
             (
                 "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n",
                 Ok((Length(2), true)),
             ),
-            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", Ok((Chunked, true))),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Ok((Chunked, true)),
+            ),
             (
                 "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n",
                 Ok((Chunked, true)),
             ),
-            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", Ok((Close, false))),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                Ok((Close, false)),
+            ),
             ("HTTP/1.1 200 OK\r\n\r\n", Ok((Close, false))),
-            ("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", Ok((Empty, true))),
+            (
+                "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+                Ok((Empty, true)),
+            ),
             ("HTTP/1.1 304 Not Modified\r\n\r\n", Ok((Empty, true))),
             (
                 "HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 1\r\n\r\n",
                 Ok((Length(1), false)),
             ),
-            ("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", Ok((Length(1), false))),
+            (
+                "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n",
+                Ok((Length(1), false)),
+            ),
             (
                 "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
                 Err(Error::BothFramings),
@@ -440,6 +475,7 @@ mod tests {
         let head_method = head(
             &mut BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n"),
             &Method::HEAD,
+            &mut Spans::new(),
         );
         assert_eq!(head_method.unwrap().unwrap().framing, Empty);
     }
@@ -466,7 +502,10 @@ mod tests {
         assert!(parse(&format!("HTTP/1.1 200 OK\r\n{many}\r\n")).is_err());
         let mut huge = BytesMut::from("HTTP/1.1 200 OK\r\nx-big: ");
         huge.extend_from_slice(&vec![b'a'; MAX_HEAD]);
-        assert_eq!(head(&mut huge, &Method::GET).unwrap_err(), Error::TooLarge);
+        assert_eq!(
+            head(&mut huge, &Method::GET, &mut Spans::new()).unwrap_err(),
+            Error::TooLarge
+        );
     }
 
     #[test]
@@ -475,10 +514,18 @@ mod tests {
             "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n\
              HTTP/1.1 200 Fine\r\nx-a: 1\r\nx-a: 2\r\nContent-Length: 2\r\n\r\nok",
         );
-        assert!(head(&mut BytesMut::from("HTTP/1.1 200 OK\r\nx-a: 1\r\n"), &Method::GET)
+        assert!(
+            head(
+                &mut BytesMut::from("HTTP/1.1 200 OK\r\nx-a: 1\r\n"),
+                &Method::GET,
+                &mut Spans::new()
+            )
             .unwrap()
-            .is_none());
-        let h = head(&mut buf, &Method::GET).unwrap().unwrap();
+            .is_none()
+        );
+        let h = head(&mut buf, &Method::GET, &mut Spans::new())
+            .unwrap()
+            .unwrap();
         assert_eq!(h.parts.status, StatusCode::OK);
         assert_eq!(h.parts.headers.get_all("x-a").iter().count(), 2);
         assert_eq!(
@@ -489,8 +536,13 @@ mod tests {
             Some(&b"Fine"[..])
         );
         assert_eq!(&buf[..], b"ok");
-        let switching = parse("HTTP/1.1 101 Switching Protocols\r\n\r\n").unwrap().unwrap();
-        assert_eq!((switching.framing, switching.keep_alive), (Framing::Empty, true));
+        let switching = parse("HTTP/1.1 101 Switching Protocols\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (switching.framing, switching.keep_alive),
+            (Framing::Empty, true)
+        );
     }
 
     /// Decodes `raw` fed in pieces of `step` bytes: the data, the trailers, and whether it
@@ -525,7 +577,10 @@ mod tests {
             let (data, trailers, clean) = chunked(body, step).unwrap();
             assert_eq!(data, b"hello world", "step {step}");
             let t = trailers.expect("trailers");
-            assert_eq!((t["x-sum"].as_bytes(), t["x-b"].as_bytes()), (&b"1"[..], &b"2"[..]));
+            assert_eq!(
+                (t["x-sum"].as_bytes(), t["x-b"].as_bytes()),
+                (&b"1"[..], &b"2"[..])
+            );
             assert!(clean);
         }
         let (data, trailers, _) = chunked(b"2\r\nok\r\n0\r\n\r\n", 1).unwrap();
@@ -562,7 +617,8 @@ mod tests {
         let long = [b"1;".as_slice(), &[b'x'; MAX_CHUNK_LINE], b"\r\n"].concat();
         assert_eq!(chunked(&long, 64), Err(Error::ChunkSize));
         let mut trailers = b"0\r\n".to_vec();
-        trailers.extend(std::iter::repeat_n(b"x-t: v\r\n".as_slice(), MAX_TRAILERS / 8 + 1).flatten());
+        trailers
+            .extend(std::iter::repeat_n(b"x-t: v\r\n".as_slice(), MAX_TRAILERS / 8 + 1).flatten());
         assert_eq!(chunked(&trailers, 512), Err(Error::Trailers));
         assert_eq!(chunked(b"2\r\nok\r\n", 1), Err(Error::Incomplete));
     }
