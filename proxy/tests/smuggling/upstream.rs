@@ -233,12 +233,16 @@ fn answer(path: &str) -> (String, bool) {
         ),
         // A folded header line (obs-fold) hiding a Content-Length.
         "/resp/obs-fold" => (
-            format!("HTTP/1.1 200 OK\r\nx-a: 1\r\n Content-Length: 40\r\nContent-Length: 2\r\n\r\nok{smuggled}"),
+            format!(
+                "HTTP/1.1 200 OK\r\nx-a: 1\r\n Content-Length: 40\r\nContent-Length: 2\r\n\r\nok{smuggled}"
+            ),
             false,
         ),
         // Whitespace between a field name and its colon.
         "/resp/space-colon" => (
-            format!("HTTP/1.1 200 OK\r\nContent-Length : 40\r\nContent-Length: 2\r\n\r\nok{smuggled}"),
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length : 40\r\nContent-Length: 2\r\n\r\nok{smuggled}"
+            ),
             false,
         ),
         // A chunked body with extensions and trailers, well framed: the connection may serve
