@@ -49,10 +49,10 @@ async fn upstream(after: After) -> (SocketAddr, Seen, mpsc::UnboundedReceiver<()
                 log.lock().unwrap().push((n, line));
                 let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
                 stream.get_mut().write_all(ok).await.unwrap();
-                if let After::ReadThenClose = after {
-                    if let Some(line) = read_request(&mut stream).await {
-                        log.lock().unwrap().push((n, line));
-                    }
+                if let After::ReadThenClose = after
+                    && let Some(line) = read_request(&mut stream).await
+                {
+                    log.lock().unwrap().push((n, line));
                 }
                 drop(stream);
                 let _ = closed.send(());
@@ -73,10 +73,10 @@ async fn read_request(stream: &mut BufReader<TcpStream>) -> Option<String> {
         if line == "\r\n" {
             break;
         }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().unwrap();
-            }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap();
         }
     }
     let mut body = vec![0; length];
@@ -103,10 +103,10 @@ async fn exchange(client: &mut BufReader<TcpStream>, method: &str, path: &str) -
         if line == "\r\n" {
             break;
         }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().unwrap();
-            }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap();
         }
     }
     let mut body = vec![0; length];

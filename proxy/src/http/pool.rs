@@ -120,7 +120,7 @@ struct Inner {
 enum Taken {
     H1(http1::SendRequest<Body>, Held),
     H2(http2::SendRequest<Body>, Held),
-    Own(h1::Conn, Held),
+    Own(Box<h1::Conn>, Held),
 }
 
 /// Which of a slot's connections a request takes.

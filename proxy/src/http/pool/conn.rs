@@ -45,7 +45,11 @@ pub struct Conns {
     /// An HTTP/2 connection is being opened: wait for it rather than open another.
     pub h2_connecting: bool,
     /// The proxy's own HTTP/1.1 connections that are idle.
-    pub own: Vec<h1::Conn>,
+    #[expect(
+        clippy::vec_box,
+        reason = "a connection moves between this list and its requests: boxed once, a pointer moves"
+    )]
+    pub own: Vec<Box<h1::Conn>>,
 }
 
 /// The sender of an HTTP/2 connection, and how many streams its server takes at once now
@@ -356,7 +360,7 @@ impl Held {
 
     /// Ends the request and gives its connection (one of the proxy's own) back to the idle
     /// list, unless it is retired (then it is closed).
-    pub fn give_back(self, conn: h1::Conn) {
+    pub fn give_back(self, conn: Box<h1::Conn>) {
         if self.state.is_retired() {
             drop(conn);
         } else {

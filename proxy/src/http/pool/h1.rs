@@ -61,9 +61,10 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// A connection over `io` whose life `state` tracks, counted by `permit`.
-    pub fn new(io: Stream, state: Arc<ConnState>, permit: Option<Permit>) -> Conn {
-        Conn {
+    /// A connection over `io` whose life `state` tracks, counted by `permit` (boxed once, so
+    /// that taking it and giving it back moves a pointer).
+    pub fn new(io: Stream, state: Arc<ConnState>, permit: Option<Permit>) -> Box<Conn> {
+        Box::new(Conn {
             io,
             buf: BytesMut::new(),
             out: Vec::new(),
@@ -71,7 +72,7 @@ impl Conn {
             reused: false,
             state,
             _permit: permit,
-        }
+        })
     }
 
     /// What the connection's users and its keeper share.
@@ -138,7 +139,7 @@ pub enum Error {
 /// nothing of it was written, and its body was not read, the request comes back in the
 /// [`Failure`] to be sent on a fresh connection (the server may have closed the idle
 /// connection as the request went out).
-pub async fn send(mut conn: Conn, req: Request<Body>) -> Result<Response<Receiving>, Failure> {
+pub async fn send(mut conn: Box<Conn>, req: Request<Body>) -> Result<Response<Receiving>, Failure> {
     let (parts, body) = req.into_parts();
     let known = if body.is_end_stream() {
         encode::Known::Empty
@@ -191,10 +192,10 @@ fn exchange(
         }
     }
     loop {
-        if !conn.buf.is_empty() {
-            if let Some(head) = decode::head(&mut conn.buf, method, &mut conn.spans)? {
-                return Poll::Ready(Ok(head));
-            }
+        if !conn.buf.is_empty()
+            && let Some(head) = decode::head(&mut conn.buf, method, &mut conn.spans)?
+        {
+            return Poll::Ready(Ok(head));
         }
         match conn.poll_fill(cx) {
             Poll::Ready(Ok(0)) => return Poll::Ready(Err(decode::Error::Incomplete.into())),

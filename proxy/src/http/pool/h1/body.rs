@@ -19,7 +19,7 @@ use crate::http::{Body, BoxError, empty, full};
 /// The body of a response being received, until it is given the request's hold on the
 /// connection ([`Receiving::into_body`]).
 pub struct Receiving {
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
     /// The request body, when the server answered before it was all sent.
     sending: Option<Sending>,
     framing: Left,
@@ -35,7 +35,7 @@ enum Left {
 }
 
 /// The response whose head is `head`, read on `conn`.
-pub fn receive(conn: Conn, head: Head, sending: Sending) -> Response<Receiving> {
+pub fn receive(conn: Box<Conn>, head: Head, sending: Sending) -> Response<Receiving> {
     let framing = match head.framing {
         Framing::Empty => Left::Length(0),
         Framing::Length(n) => Left::Length(n),
@@ -58,19 +58,19 @@ impl Receiving {
     /// response is forwarded.
     pub fn into_body(mut self, held: Held) -> Body {
         self.held = Some(held);
-        if self.sending.is_none() {
-            if let (Left::Length(n), Some(conn)) = (&self.framing, &mut self.conn) {
-                let n = *n;
-                if n == 0 {
-                    self.finish();
-                    return empty();
-                }
-                if conn.buf.len() as u64 >= n {
-                    let data = conn.buf.split_to(n as usize).freeze();
-                    self.framing = Left::Length(0);
-                    self.finish();
-                    return full(data);
-                }
+        if self.sending.is_none()
+            && let (Left::Length(n), Some(conn)) = (&self.framing, &mut self.conn)
+        {
+            let n = *n;
+            if n == 0 {
+                self.finish();
+                return empty();
+            }
+            if conn.buf.len() as u64 >= n {
+                let data = conn.buf.split_to(n as usize).freeze();
+                self.framing = Left::Length(0);
+                self.finish();
+                return full(data);
             }
         }
         Body::new(self)
@@ -115,7 +115,7 @@ impl hyper::body::Body for Receiving {
                 return Poll::Ready(None);
             };
             if let Some(sending) = &mut this.sending {
-                let Conn { io, out, .. } = conn;
+                let Conn { io, out, .. } = &mut **conn;
                 match sending.poll(io, out, cx) {
                     Poll::Ready(Ok(())) => this.sending = None,
                     Poll::Ready(Err(e)) => return this.fail(e),

@@ -417,7 +417,8 @@ mod tests {
     #[test]
     fn heads_are_framed_by_rfc_9112_precedence() {
         use Framing::*;
-        let cases: [(&str, Result<(Framing, bool), Error>); 14] = [
+        type Case = (&'static str, Result<(Framing, bool), Error>);
+        let cases: [Case; 14] = [
             (
                 "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n",
                 Ok((Length(2), true)),
