@@ -41,7 +41,8 @@ where
         req.extensions_mut().insert(tunnels.clone());
         req.extensions_mut().insert(body_timeout);
         // Boxed: hyper moves the request's future into place, and the handler's is large
-        // (about 20 KB, all the routing and forwarding state): a pointer is moved instead.
+        // (all the routing and forwarding state; moving it took ~20k instructions of memcpy
+        // per request): a pointer is moved instead.
         let answer = (permit.is_some() && refused.is_none()).then(|| Box::pin(service(req)));
         async move {
             let (resp, permit) = match (refused, answer, permit) {
