@@ -2,7 +2,8 @@
 //! closed while idle is found closed when it is next taken (even a POST, never resent, gets
 //! through on a fresh connection), and a request lost because the server closed the
 //! connection as it arrived is sent once more on a fresh connection when it is idempotent,
-//! never when it is a POST. Retries are off, so only the pool can make these succeed.
+//! never when it is a POST. Retries are off, so only the pool can make these succeed. An
+//! answer that comes before the request body was all sent reaches the client.
 
 mod support;
 
@@ -174,4 +175,50 @@ async fn a_request_lost_to_a_closing_connection_is_sent_again_only_when_idempote
             (2, "POST /once HTTP/1.1"),
         ]
     );
+}
+
+#[tokio::test]
+async fn an_answer_before_the_body_is_read_reaches_the_client() {
+    // An upstream that answers 413 after the head, then closes its side and drains the rest.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut stream = BufReader::new(stream);
+                let mut line = String::new();
+                while stream.read_line(&mut line).await.unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                let answer = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 4\r\n\
+                    connection: close\r\n\r\nbig!";
+                stream.get_mut().write_all(answer).await.unwrap();
+                stream.get_mut().shutdown().await.unwrap();
+                let mut sink = vec![0; 64 * 1024];
+                while stream.read(&mut sink).await.unwrap_or(0) > 0 {}
+            });
+        }
+    });
+    let proxy = Proxy::start(model(&config(up)));
+    let (read, mut write) = TcpStream::connect(proxy.outbound(VIP).await)
+        .await
+        .unwrap()
+        .into_split();
+    // 8 MB: more than the sockets in between hold, so the proxy is still sending the body
+    // when the answer comes.
+    const SIZE: usize = 8 * 1024 * 1024;
+    tokio::spawn(async move {
+        let head = format!("POST /big HTTP/1.1\r\nhost: catalog\r\ncontent-length: {SIZE}\r\n\r\n");
+        let _ = write.write_all(head.as_bytes()).await;
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..SIZE / chunk.len() {
+            if write.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut read = BufReader::new(read);
+    let mut status = String::new();
+    read.read_line(&mut status).await.unwrap();
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
 }

@@ -152,11 +152,22 @@ pub async fn send(mut conn: Box<Conn>, req: Request<Body>) -> Result<Response<Re
     let framing = encode::head(&parts, known, &mut conn.out);
     let mut sending = Sending::new(framing, body);
     let mut answered = false;
-    let got =
-        poll_fn(|cx| exchange(&mut conn, &mut sending, &parts.method, &mut answered, cx)).await;
+    let mut write_error = None;
+    let got = poll_fn(|cx| {
+        exchange(
+            &mut conn,
+            &mut sending,
+            &parts.method,
+            (&mut answered, &mut write_error),
+            cx,
+        )
+    })
+    .await;
     match got {
         Ok(head) => Ok(body::receive(conn, head, sending)),
         Err(error) => {
+            // The write's error says more than the read's that followed it.
+            let error = write_error.unwrap_or(error);
             let again = conn.reused
                 && !answered
                 && (retry::is_idempotent(&parts.method) || sending.written() == 0)
@@ -173,22 +184,27 @@ pub async fn send(mut conn: Box<Conn>, req: Request<Body>) -> Result<Response<Re
     }
 }
 
-/// Drives the request out and reads until the response head is in; `answered` turns true
-/// with the first byte of response.
+/// Drives the request out and reads until the response head is in. `answered` turns true
+/// with the first byte of response; a write that fails on the socket stops the sending and
+/// is kept in `write_error`, and the response is still read (a server may answer early and
+/// stop reading).
 fn exchange(
     conn: &mut Conn,
     sending: &mut Sending,
     method: &Method,
-    answered: &mut bool,
+    (answered, write_error): (&mut bool, &mut Option<Error>),
     cx: &mut Context<'_>,
 ) -> Poll<Result<decode::Head, Error>> {
     if !sending.is_done() {
         let Conn { io, out, .. } = conn;
-        if let Poll::Ready(Err(e)) = sending.poll(io, out, cx) {
-            return Poll::Ready(Err(e));
-        }
-        if !sending.head_written() {
-            return Poll::Pending;
+        match sending.poll(io, out, cx) {
+            Poll::Ready(Err(e @ Error::Io(_))) if sending.head_written() => {
+                sending.stop();
+                *write_error = Some(e);
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            _ if !sending.head_written() => return Poll::Pending,
+            _ => {}
         }
     }
     loop {

@@ -44,9 +44,9 @@ pub fn receive(conn: Box<Conn>, head: Head, sending: Sending) -> Response<Receiv
     };
     let receiving = Receiving {
         conn: Some(conn),
+        keep_alive: head.keep_alive && !sending.stopped(),
         sending: (!sending.is_done()).then_some(sending),
         framing,
-        keep_alive: head.keep_alive,
         held: None,
     };
     Response::from_parts(head.parts, receiving)
@@ -118,6 +118,11 @@ impl hyper::body::Body for Receiving {
                 let Conn { io, out, .. } = &mut **conn;
                 match sending.poll(io, out, cx) {
                     Poll::Ready(Ok(())) => this.sending = None,
+                    // The server stopped reading: its answer may still come whole.
+                    Poll::Ready(Err(Error::Io(_))) => {
+                        this.sending = None;
+                        this.keep_alive = false;
+                    }
                     Poll::Ready(Err(e)) => return this.fail(e),
                     Poll::Pending => {}
                 }

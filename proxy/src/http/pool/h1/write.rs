@@ -39,6 +39,8 @@ pub struct Sending {
     /// The head's length (it is the start of the write buffer).
     head: usize,
     done: bool,
+    /// Given up after a failed write: the connection cannot carry another request.
+    stopped: bool,
 }
 
 impl Sending {
@@ -55,12 +57,24 @@ impl Sending {
             written: 0,
             head: usize::MAX,
             done: false,
+            stopped: false,
         }
     }
 
     /// True once everything is written and flushed.
     pub fn is_done(&self) -> bool {
         self.done
+    }
+
+    /// Gives up sending (a write failed): done, and the connection is not to be reused.
+    pub fn stop(&mut self) {
+        self.done = true;
+        self.stopped = true;
+    }
+
+    /// True when sending was given up.
+    pub fn stopped(&self) -> bool {
+        self.stopped
     }
 
     /// True once the head is written.
