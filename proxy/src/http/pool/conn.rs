@@ -21,6 +21,8 @@ use crate::cluster::{ConnectionPolicy, Permit};
 
 /// `active` of a connection that is closed or closing.
 const CLOSED: u32 = u32::MAX;
+/// The shortest pause of a keeper ([`keep`]) between looks at a busy connection.
+const BUSY_RECHECK: Duration = Duration::from_millis(50);
 
 /// The connections of one endpoint, cluster and HTTP version, and the
 /// requests waiting for one of them.
@@ -299,7 +301,8 @@ pub async fn keep(state: Arc<ConnState>) {
     loop {
         let closed = state.idle.notified();
         let now = Instant::now();
-        let busy_until = now.checked_add(state.policy.idle_timeout);
+        // While busy it looks again an idle timeout later (not sooner than BUSY_RECHECK).
+        let busy_until = now.checked_add(state.policy.idle_timeout.max(BUSY_RECHECK));
         let at = match state.next_check() {
             Some(at) if state.active.load(Ordering::Acquire) == 0 => Some(at),
             Some(old) => busy_until.map_or(Some(old), |b| Some(b.min(old))),
@@ -481,6 +484,31 @@ mod tests {
             .expect("closed once idle")
             .unwrap();
         assert!(s.is_closed() && !s.claim(false));
+        assert_eq!(slot.open.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn a_keeper_closes_an_idle_own_connection_after_the_idle_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (client, _server) = (client.unwrap(), server.unwrap());
+        let slot = Arc::new(Slot::default());
+        slot.open.fetch_add(1, Ordering::AcqRel);
+        let policy = ConnectionPolicy {
+            idle_timeout: Duration::from_millis(50),
+            ..ConnectionPolicy::default()
+        };
+        let s = ConnState::own(policy, slot.clone());
+        let keeper = tokio::spawn(keep(s.clone()));
+        let conn = h1::Conn::new(crate::tls::Stream::Plain(client), s.clone(), None);
+        slot.lock().own.push(conn);
+        tokio::time::timeout(Duration::from_secs(5), keeper)
+            .await
+            .expect("closed once idle")
+            .unwrap();
+        assert!(slot.lock().own.is_empty() && s.is_closed());
         assert_eq!(slot.open.load(Ordering::Acquire), 0);
     }
 

@@ -75,7 +75,7 @@ pub struct Head {
     /// The body's framing.
     pub framing: Framing,
     /// The connection may carry another request after this response: HTTP/1.1 without
-    /// `Connection: close`, and a body that does not run to the close.
+    /// `Connection: close`, not a 101, and a body that does not run to the close.
     pub keep_alive: bool,
 }
 
@@ -152,7 +152,11 @@ pub fn head(buf: &mut BytesMut, method: &Method, spans: &mut Spans) -> Result<Op
         return Ok(Some(Head {
             parts,
             framing,
-            keep_alive: keep_alive && framing != Framing::Close,
+            // After a 101 the connection speaks another protocol (an upgrade the proxy did not
+            // ask for on this path): never reused.
+            keep_alive: keep_alive
+                && framing != Framing::Close
+                && status != StatusCode::SWITCHING_PROTOCOLS,
         }));
     }
 }
@@ -542,7 +546,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             (switching.framing, switching.keep_alive),
-            (Framing::Empty, true)
+            (Framing::Empty, false)
         );
     }
 
