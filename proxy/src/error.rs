@@ -87,7 +87,7 @@ pub enum ProxyError {
         /// The endpoint.
         addr: SocketAddr,
         /// The error.
-        source: hyper::Error,
+        source: crate::http::BoxError,
     },
     /// The client's request body failed while it was sent upstream (a reset, the body-read
     /// timeout).

@@ -509,6 +509,31 @@ fn cases() -> Vec<Case> {
             format!("GET /resp/1xx HTTP/1.1\r\n{HOST}\r\n"),
             Forward(1),
         ),
+        case(
+            "response-cl-signed",
+            format!("GET /resp/cl-signed HTTP/1.1\r\n{HOST}\r\n{second}"),
+            Forward(2),
+        ),
+        case(
+            "response-te-in-http10",
+            format!("GET /resp/te-http10 HTTP/1.1\r\n{HOST}\r\n{second}"),
+            Forward(2),
+        ),
+        case(
+            "response-obs-fold",
+            format!("GET /resp/obs-fold HTTP/1.1\r\n{HOST}\r\n{second}"),
+            Forward(2),
+        ),
+        case(
+            "response-space-before-colon",
+            format!("GET /resp/space-colon HTTP/1.1\r\n{HOST}\r\n{second}"),
+            Forward(2),
+        ),
+        case(
+            "response-chunked-trailers-then-reuse",
+            format!("GET /resp/trailers HTTP/1.1\r\n{HOST}\r\n{second}"),
+            Forward(2),
+        ),
     ];
     cases.shrink_to_fit();
     cases

@@ -2,7 +2,8 @@
 //! VirtualService's header operations apply.
 
 use http::header::{
-    CONNECTION, HeaderMap, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE,
+    CONNECTION, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
+    TRANSFER_ENCODING, UPGRADE,
 };
 use sluice_api::model::routes::HeaderOps;
 
@@ -17,6 +18,10 @@ const HOP_BY_HOP: [&str; 4] = [
 /// Removes hop-by-hop headers, keeping `te: trailers` (gRPC needs it) and,
 /// when `upgrade` is set, the `connection: upgrade` + `upgrade` pair.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most messages carry none: one pass over the names, and nothing to remove.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -42,6 +47,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     if !trailers {
         headers.remove(TE);
     }
+}
+
+/// True for a header that is hop-by-hop whatever `Connection` lists.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    [
+        CONNECTION,
+        TRANSFER_ENCODING,
+        UPGRADE,
+        TE,
+        PROXY_AUTHENTICATE,
+        PROXY_AUTHORIZATION,
+    ]
+    .contains(name)
+        || HOP_BY_HOP.contains(&name.as_str())
 }
 
 /// True when the request asks to switch to a protocol the proxy tunnels (WebSocket only,

@@ -7,8 +7,12 @@
 //! connection, as in Envoy's connection pools. Connections to the app made
 //! from a client's own address (tproxy mode) are pooled per client, as with
 //! Envoy's `original_src`: never shared with another client.
+//!
+//! HTTP/1.1 requests go on the proxy's own connections ([`h1`]), written and read by the
+//! request's task; upgrades and CONNECT on hyper's HTTP/1.1 client.
 
 mod conn;
+mod h1;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -116,6 +120,34 @@ struct Inner {
 enum Taken {
     H1(http1::SendRequest<Body>, Held),
     H2(http2::SendRequest<Body>, Held),
+    Own(Box<h1::Conn>, Held),
+}
+
+/// Which of a slot's connections a request takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// hyper's HTTP/1.1 client (upgrades, CONNECT).
+    H1,
+    /// HTTP/2.
+    H2,
+    /// The proxy's own HTTP/1.1 connections.
+    Own,
+}
+
+impl Kind {
+    fn of(version: Version, req: &Request<Body>) -> Kind {
+        match version {
+            Version::Http1 if h1::takes(req) => Kind::Own,
+            Version::Http1 => Kind::H1,
+            Version::Http2 => Kind::H2,
+        }
+    }
+}
+
+/// A response head and what holds its connection.
+enum Sent {
+    Hyper(Response<hyper::body::Incoming>, Held),
+    Own(Response<h1::Receiving>, Held),
 }
 
 impl Pool {
@@ -153,18 +185,23 @@ impl Pool {
             Err(o) => return Err(overflow(o, req)),
         };
         let slot = self.slot(to, from);
+        let kind = Kind::of(to.version, &req);
         let mut pending: Option<Permit> = None;
         let mut queued = false;
+        // A request that failed on a reused connection of the proxy's own goes once more, on
+        // a fresh connection.
+        let mut fresh = false;
         loop {
             let freed = slot.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            if let Some(taken) = take(&slot, to.version) {
+            if let Some(taken) = (!fresh).then(|| take(&slot, kind)).flatten() {
                 match self.send_on(to, &slot, taken, req).await {
                     Ok(resp) => return Ok(with_held(resp, request)),
                     Err(failed) => match failed.request {
                         // A pooled connection went away before the request left: another.
                         Some(r) => {
+                            fresh = kind == Kind::Own;
                             req = r;
                             continue;
                         }
@@ -210,7 +247,7 @@ impl Pool {
                     continue;
                 }
             };
-            let taken = match self.open(to, from, &slot, permit).await {
+            let taken = match self.open(to, from, &slot, permit, kind).await {
                 Ok(taken) => taken,
                 Err(error) => {
                     return Err(Box::new(Failed {
@@ -240,24 +277,16 @@ impl Pool {
         let slot = self.slot(to, from);
         let permit = permit.unwrap_or_else(|| to.cluster.breaker.acquire(Limit::Connections));
         slot.open.fetch_add(1, Ordering::AcqRel);
-        let state = ConnState::new(to.cluster.connection, slot.clone());
         match to.version {
-            Version::Http1 => match http1::handshake(TokioIo::new(Stream::Plain(stream))).await {
-                Ok((sender, conn)) => {
-                    tokio::spawn(conn::drive(
-                        conn.with_upgrades(),
-                        state.clone(),
-                        Some(permit),
-                    ));
-                    slot.lock().h1.push((sender, state));
-                }
-                Err(e) => {
-                    slot.open.fetch_sub(1, Ordering::AcqRel);
-                    tracing::debug!("adopting an upstream connection: {e}");
-                }
-            },
+            Version::Http1 => {
+                let state = ConnState::own(to.cluster.connection, slot.clone());
+                tokio::spawn(conn::keep(state.clone()));
+                let conn = h1::Conn::new(Stream::Plain(stream), state, Some(permit));
+                slot.lock().own.push(conn);
+            }
             Version::Http2 => match handshake_h2(Stream::Plain(stream)).await {
                 Ok((sender, conn)) => {
+                    let state = ConnState::new(to.cluster.connection, slot.clone());
                     tokio::spawn(conn::drive(conn, state.clone(), Some(permit)));
                     slot.lock().h2.push((sender, state));
                 }
@@ -304,9 +333,10 @@ impl Pool {
         from: Option<OriginalSrc>,
         slot: &Arc<Slot>,
         permit: Permit,
+        kind: Kind,
     ) -> Result<Taken, ProxyError> {
         let mut opening = Opening::start(slot, to.version);
-        let opened = self.handshake(to, from, slot, permit).await;
+        let opened = self.handshake(to, from, slot, permit, kind).await;
         opening.opened = opened.is_ok();
         opened
     }
@@ -317,13 +347,21 @@ impl Pool {
         from: Option<OriginalSrc>,
         slot: &Arc<Slot>,
         permit: Permit,
+        kind: Kind,
     ) -> Result<Taken, ProxyError> {
         let stream = self.dial(to, from).await?;
-        let state = ConnState::new(to.cluster.connection, slot.clone());
-        let fail = |source| ProxyError::Upstream {
+        let fail = |source: hyper::Error| ProxyError::Upstream {
             addr: to.addr,
-            source,
+            source: source.into(),
         };
+        if kind == Kind::Own {
+            let state = ConnState::own(to.cluster.connection, slot.clone());
+            tokio::spawn(conn::keep(state.clone()));
+            state.claim(true);
+            let held = Held::claimed(state.clone());
+            return Ok(Taken::Own(h1::Conn::new(stream, state, Some(permit)), held));
+        }
+        let state = ConnState::new(to.cluster.connection, slot.clone());
         match to.version {
             Version::Http1 => {
                 let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(fail)?;
@@ -355,24 +393,34 @@ impl Pool {
         slot: &Slot,
         taken: Taken,
         req: Request<Body>,
-    ) -> Result<(Response<hyper::body::Incoming>, Held), Box<Failed>> {
+    ) -> Result<Sent, Box<Failed>> {
         let fail = |mut e: hyper::client::conn::TrySendError<Request<Body>>| {
             let request = e.take_message();
             Box::new(Failed {
                 error: ProxyError::Upstream {
                     addr: to.addr,
-                    source: e.into_error(),
+                    source: e.into_error().into(),
                 },
                 request,
             })
         };
         match taken {
+            Taken::Own(conn, held) => match h1::send(conn, req).await {
+                Ok(resp) => Ok(Sent::Own(resp, held)),
+                Err(failure) => Err(Box::new(Failed {
+                    error: ProxyError::Upstream {
+                        addr: to.addr,
+                        source: failure.error,
+                    },
+                    request: failure.request,
+                })),
+            },
             Taken::H1(mut sender, held) => {
                 if let Err(source) = sender.ready().await {
                     return Err(Box::new(Failed {
                         error: ProxyError::Upstream {
                             addr: to.addr,
-                            source,
+                            source: source.into(),
                         },
                         request: Some(req),
                     }));
@@ -382,13 +430,13 @@ impl Pool {
                         if !held.state().is_retired() {
                             slot.lock().h1.push((sender, held.state().clone()));
                         }
-                        Ok((resp, held))
+                        Ok(Sent::Hyper(resp, held))
                     }
                     Err(e) => Err(fail(e)),
                 }
             }
             Taken::H2(mut sender, held) => match sender.try_send_request(req).await {
-                Ok(resp) => Ok((resp, held)),
+                Ok(resp) => Ok(Sent::Hyper(resp, held)),
                 Err(e) => {
                     slot.lock()
                         .h2
@@ -468,10 +516,14 @@ impl Drop for Opening<'_> {
 }
 
 /// A free pooled connection of `slot`, taken for one request.
-fn take(slot: &Slot, version: Version) -> Option<Taken> {
+fn take(slot: &Slot, kind: Kind) -> Option<Taken> {
+    if kind == Kind::Own {
+        return take_own(slot);
+    }
     let mut conns = slot.lock();
-    match version {
-        Version::Http1 => {
+    match kind {
+        Kind::Own => None,
+        Kind::H1 => {
             // Most recently used first: it is warm, and the others can idle out.
             // Closed connections met on the way are dropped.
             let mut i = conns.h1.len();
@@ -487,7 +539,33 @@ fn take(slot: &Slot, version: Version) -> Option<Taken> {
             }
             None
         }
-        Version::Http2 => take_h2(&mut conns, |sender| (sender.streams)()),
+        Kind::H2 => take_h2(&mut conns, |sender| (sender.streams)()),
+    }
+}
+
+/// The most recently used of the proxy's own idle connections of `slot` that the server has
+/// not closed; closed ones met on the way are dropped.
+fn take_own(slot: &Slot) -> Option<Taken> {
+    loop {
+        let mut conn = {
+            let mut conns = slot.lock();
+            let mut i = conns.own.len();
+            loop {
+                i = i.checked_sub(1)?;
+                let state = conns.own[i].state();
+                if state.is_closed() {
+                    conns.own.swap_remove(i);
+                } else if state.claim(true) {
+                    break conns.own.swap_remove(i);
+                }
+            }
+        };
+        let held = Held::claimed(conn.state().clone());
+        if conn.is_usable() {
+            return Some(Taken::Own(conn, held));
+        }
+        drop(conn);
+        drop(held);
     }
 }
 
@@ -514,11 +592,13 @@ fn take_h2(conns: &mut Conns, max: impl Fn(&H2Sender) -> u32) -> Option<Taken> {
 }
 
 /// The response, its body holding the request's place until it ends.
-fn with_held(
-    (resp, held): (Response<hyper::body::Incoming>, Held),
-    request: Permit,
-) -> Response<Body> {
-    resp.map(|body| HeldBody::wrap(body, held.with_request(request)))
+fn with_held(sent: Sent, request: Permit) -> Response<Body> {
+    match sent {
+        Sent::Hyper(resp, held) => {
+            resp.map(|body| HeldBody::wrap(body, held.with_request(request)))
+        }
+        Sent::Own(resp, held) => resp.map(|body| body.into_body(held.with_request(request))),
+    }
 }
 
 fn overflow(o: Overflow, req: Request<Body>) -> Box<Failed> {

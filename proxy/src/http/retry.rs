@@ -12,6 +12,25 @@ use crate::error::ProxyError;
 
 pub use replay::RequestBody;
 
+/// The gRPC status of a trailers-only answer.
+static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
+/// True for a method a request may be sent again with after the upstream received it (RFC
+/// 9110 §9.2.2: GET, HEAD, OPTIONS, TRACE, PUT, DELETE); POST, PATCH and the rest are sent
+/// again only when they never left.
+pub fn is_idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
+}
+
 /// True when a failure before an answer is retried under `on`.
 pub fn retry_error(on: &RetryOn, err: &ProxyError) -> bool {
     let any_5xx = on.server_error || on.gateway_error;
@@ -41,7 +60,7 @@ pub fn retry_response<B>(on: &RetryOn, resp: &Response<B>) -> bool {
     }
     let grpc = resp
         .headers()
-        .get("grpc-status")
+        .get(&GRPC_STATUS)
         .and_then(|v| v.to_str().ok());
     let name = match grpc {
         Some("1") => "cancelled",

@@ -219,6 +219,40 @@ fn answer(path: &str) -> (String, bool) {
             ),
             false,
         ),
+        // A Content-Length with a sign: not a number, whatever a lenient parser makes of it.
+        "/resp/cl-signed" => (
+            format!("HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok{smuggled}"),
+            false,
+        ),
+        // Chunked in an HTTP/1.0 response, which has no chunked coding.
+        "/resp/te-http10" => (
+            format!(
+                "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n{smuggled}"
+            ),
+            false,
+        ),
+        // A folded header line (obs-fold) hiding a Content-Length.
+        "/resp/obs-fold" => (
+            format!(
+                "HTTP/1.1 200 OK\r\nx-a: 1\r\n Content-Length: 40\r\nContent-Length: 2\r\n\r\nok{smuggled}"
+            ),
+            false,
+        ),
+        // Whitespace between a field name and its colon.
+        "/resp/space-colon" => (
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length : 40\r\nContent-Length: 2\r\n\r\nok{smuggled}"
+            ),
+            false,
+        ),
+        // A chunked body with extensions and trailers, well framed: the connection may serve
+        // the next request.
+        "/resp/trailers" => (
+            "HTTP/1.1 200 OK\r\nx-upstream: 1\r\nTransfer-Encoding: chunked\r\n\r\n\
+             2;x=y\r\nok\r\n0\r\nx-sum: 1\r\n\r\n"
+                .into(),
+            false,
+        ),
         _ => (ok.into(), false),
     }
 }

@@ -9,6 +9,7 @@ use http::uri::PathAndQuery;
 use hyper::Request;
 
 use super::Route;
+use crate::http::retry;
 use crate::http::route::{rewrite_authority, rewrite_path};
 use crate::http::upgrade::ClientUpgrade;
 use crate::http::{Body, Version, forward, headers};
@@ -94,21 +95,10 @@ impl Outgoing {
         Outgoing { head, version }
     }
 
-    /// True for a method a retry may send again after the upstream received it (RFC 9110
-    /// §9.2.2: GET, HEAD, OPTIONS, TRACE, PUT, DELETE); POST, PATCH and the rest are retried
-    /// only when they were never sent.
+    /// True when the request may be sent again after the upstream received it
+    /// ([`retry::is_idempotent`]).
     pub fn idempotent(&self) -> bool {
-        use http::Method;
-        let m = &self.head.method;
-        [
-            Method::GET,
-            Method::HEAD,
-            Method::OPTIONS,
-            Method::TRACE,
-            Method::PUT,
-            Method::DELETE,
-        ]
-        .contains(m)
+        retry::is_idempotent(&self.head.method)
     }
 
     /// The request of one try.

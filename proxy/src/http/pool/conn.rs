@@ -16,10 +16,13 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::super::{Body, BoxError};
+use super::h1;
 use crate::cluster::{ConnectionPolicy, Permit};
 
 /// `active` of a connection that is closed or closing.
 const CLOSED: u32 = u32::MAX;
+/// The shortest pause of a keeper ([`keep`]) between looks at a busy connection.
+const BUSY_RECHECK: Duration = Duration::from_millis(50);
 
 /// The connections of one endpoint, cluster and HTTP version, and the
 /// requests waiting for one of them.
@@ -43,6 +46,12 @@ pub struct Conns {
     pub h2: Vec<(H2Sender, Arc<ConnState>)>,
     /// An HTTP/2 connection is being opened: wait for it rather than open another.
     pub h2_connecting: bool,
+    /// The proxy's own HTTP/1.1 connections that are idle.
+    #[expect(
+        clippy::vec_box,
+        reason = "a connection moves between this list and its requests: boxed once, a pointer moves"
+    )]
+    pub own: Vec<Box<h1::Conn>>,
 }
 
 /// The sender of an HTTP/2 connection, and how many streams its server takes at once now
@@ -73,6 +82,7 @@ impl Slot {
         let mut conns = self.lock();
         conns.h1.retain(|(_, s)| !Arc::ptr_eq(s, state));
         conns.h2.retain(|(_, s)| !Arc::ptr_eq(s, state));
+        conns.own.retain(|c| !Arc::ptr_eq(c.state(), state));
     }
 }
 
@@ -92,11 +102,24 @@ pub struct ConnState {
     opened: Instant,
     policy: ConnectionPolicy,
     slot: Arc<Slot>,
+    /// A driver task waits for the connection to become idle ([`drive`]); the keeper of
+    /// one of the proxy's own connections ([`keep`]) does not.
+    driven: bool,
 }
 
 impl ConnState {
     /// The state of a connection opened now in `slot`.
     pub fn new(policy: ConnectionPolicy, slot: Arc<Slot>) -> Arc<ConnState> {
+        ConnState::with_driver(policy, slot, true)
+    }
+
+    /// The state of one of the proxy's own HTTP/1.1 connections opened now in `slot`
+    /// (watched by [`keep`]).
+    pub fn own(policy: ConnectionPolicy, slot: Arc<Slot>) -> Arc<ConnState> {
+        ConnState::with_driver(policy, slot, false)
+    }
+
+    fn with_driver(policy: ConnectionPolicy, slot: Arc<Slot>, driven: bool) -> Arc<ConnState> {
         Arc::new(ConnState {
             active: AtomicU32::new(0),
             served: AtomicU32::new(0),
@@ -106,6 +129,7 @@ impl ConnState {
             opened: Instant::now(),
             policy,
             slot,
+            driven,
         })
     }
 
@@ -159,7 +183,9 @@ impl ConnState {
             let ms = self.opened.elapsed().as_millis();
             self.idle_since
                 .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Release);
-            self.idle.notify_one();
+            if self.driven {
+                self.idle.notify_one();
+            }
             self.slot.freed.notify_waiters();
         }
     }
@@ -173,6 +199,15 @@ impl ConnState {
     /// closed.
     pub fn is_closed(&self) -> bool {
         self.active.load(Ordering::Acquire) == CLOSED
+    }
+
+    /// One of the proxy's own connections was closed (dropped): it no longer counts in its
+    /// slot, waiting requests may open another, and its keeper ends.
+    pub fn closed(&self) {
+        self.active.store(CLOSED, Ordering::Release);
+        self.slot.open.fetch_sub(1, Ordering::AcqRel);
+        self.slot.freed.notify_waiters();
+        self.idle.notify_one();
     }
 
     /// Closes it if idle and due: retired, or idle for the idle timeout.
@@ -257,6 +292,52 @@ where
     state.slot.freed.notify_waiters();
 }
 
+/// Watches one of the proxy's own HTTP/1.1 connections: closes it (takes it out of the idle
+/// list, which drops it) when it has been idle for the idle timeout or, once idle, has served
+/// its last request or outlived its maximum duration; ends when the connection is closed.
+/// Unlike [`drive`] it is not woken per request: while the connection is busy it looks again
+/// after an idle timeout.
+pub async fn keep(state: Arc<ConnState>) {
+    loop {
+        let closed = state.idle.notified();
+        let now = Instant::now();
+        // While busy it looks again an idle timeout later (not sooner than BUSY_RECHECK).
+        let busy_until = now.checked_add(state.policy.idle_timeout.max(BUSY_RECHECK));
+        let at = match state.next_check() {
+            Some(at) if state.active.load(Ordering::Acquire) == 0 => Some(at),
+            Some(old) => busy_until.map_or(Some(old), |b| Some(b.min(old))),
+            None => busy_until,
+        };
+        tokio::select! {
+            () = closed => {}
+            () = async {
+                match at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+        }
+        if state.is_closed() {
+            return;
+        }
+        if state
+            .policy
+            .max_duration
+            .is_some_and(|d| state.opened.elapsed() >= d)
+        {
+            state.retired.store(true, Ordering::Release);
+        }
+        if state.close_if_due() {
+            tracing::debug!(
+                served = state.served.load(Ordering::Relaxed),
+                "closing upstream connection"
+            );
+            state.slot.forget(&state);
+            return;
+        }
+    }
+}
+
 /// A request's claim on its connection, and its place in the destination's
 /// count of requests: held by the response body until it ends, released
 /// when dropped (also when the request is given up before an answer).
@@ -278,6 +359,16 @@ impl Held {
     /// The connection claimed.
     pub fn state(&self) -> &Arc<ConnState> {
         &self.state
+    }
+
+    /// Ends the request and gives its connection (one of the proxy's own) back to the idle
+    /// list, unless it is retired (then it is closed).
+    pub fn give_back(self, conn: Box<h1::Conn>) {
+        if self.state.is_retired() {
+            drop(conn);
+        } else {
+            self.state.slot.lock().own.push(conn);
+        }
     }
 
     /// Holds the request's permit too.
@@ -393,6 +484,31 @@ mod tests {
             .expect("closed once idle")
             .unwrap();
         assert!(s.is_closed() && !s.claim(false));
+        assert_eq!(slot.open.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn a_keeper_closes_an_idle_own_connection_after_the_idle_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (client, _server) = (client.unwrap(), server.unwrap());
+        let slot = Arc::new(Slot::default());
+        slot.open.fetch_add(1, Ordering::AcqRel);
+        let policy = ConnectionPolicy {
+            idle_timeout: Duration::from_millis(50),
+            ..ConnectionPolicy::default()
+        };
+        let s = ConnState::own(policy, slot.clone());
+        let keeper = tokio::spawn(keep(s.clone()));
+        let conn = h1::Conn::new(crate::tls::Stream::Plain(client), s.clone(), None);
+        slot.lock().own.push(conn);
+        tokio::time::timeout(Duration::from_secs(5), keeper)
+            .await
+            .expect("closed once idle")
+            .unwrap();
+        assert!(slot.lock().own.is_empty() && s.is_closed());
         assert_eq!(slot.open.load(Ordering::Acquire), 0);
     }
 
