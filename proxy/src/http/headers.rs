@@ -2,7 +2,7 @@
 //! VirtualService's header operations apply.
 
 use http::header::{
-    CONNECTION, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
+    CONNECTION, HeaderMap, HeaderName, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
     TRANSFER_ENCODING, UPGRADE,
 };
 use sluice_api::model::routes::HeaderOps;
@@ -69,26 +69,17 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
     super::upgrade::is_allowed(headers)
 }
 
-/// Applies set (overwrite), add (append) and remove, in Envoy's order.
+/// Applies remove, set (overwrite) and add (append), in Envoy's order; the names and values
+/// were parsed when the config was compiled.
 pub fn apply(ops: &HeaderOps, headers: &mut HeaderMap) {
     for name in &ops.remove {
-        headers.remove(name.as_str());
+        headers.remove(name);
     }
     for (name, value) in &ops.set {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            headers.insert(n, v);
-        }
+        headers.insert(name.clone(), value.clone());
     }
     for (name, value) in &ops.add {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            headers.append(n, v);
-        }
+        headers.append(name.clone(), value.clone());
     }
 }
 
@@ -162,10 +153,13 @@ mod tests {
 
     #[test]
     fn operations_remove_then_set_then_add() {
+        use http::HeaderValue;
+
+        let name = HeaderName::from_static;
         let ops = HeaderOps {
-            set: vec![("x-set".into(), "new".into())],
-            add: vec![("x-add".into(), "two".into())],
-            remove: vec!["x-gone".into()],
+            set: vec![(name("x-set"), HeaderValue::from_static("new"))],
+            add: vec![(name("x-add"), HeaderValue::from_static("two"))],
+            remove: vec![name("x-gone")],
         };
         let mut h = map(&[("x-set", "old"), ("x-add", "one"), ("x-gone", "bye")]);
         apply(&ops, &mut h);

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use http::{HeaderName, HeaderValue};
+use serde::{Serialize, Serializer};
 
 use super::{Cors, Scope, Target, WeightedTargets, weights};
 use crate::istio::StringMatch;
@@ -125,15 +126,20 @@ pub(super) fn selects(
         && namespace.is_none_or(|ns| ns == workload.namespace)
 }
 
-/// Header changes: set (overwrite), add (append), remove.
+/// Header changes: set (overwrite), add (append), remove; names and values parsed once, when
+/// the config is compiled (the request path inserts them as they are). A name or value
+/// that is not a valid header is left out (validation reports it).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct HeaderOps {
     /// Headers overwritten.
-    pub set: Vec<(String, String)>,
+    #[serde(serialize_with = "pairs_as_text")]
+    pub set: Vec<(HeaderName, HeaderValue)>,
     /// Headers appended.
-    pub add: Vec<(String, String)>,
+    #[serde(serialize_with = "pairs_as_text")]
+    pub add: Vec<(HeaderName, HeaderValue)>,
     /// Headers removed.
-    pub remove: Vec<String>,
+    #[serde(serialize_with = "names_as_text")]
+    pub remove: Vec<HeaderName>,
 }
 
 impl HeaderOps {
@@ -141,15 +147,22 @@ impl HeaderOps {
         let Some(ops) = ops else {
             return HeaderOps::default();
         };
-        let lower = |m: &BTreeMap<String, String>| {
+        let parsed = |m: &BTreeMap<String, String>| {
             m.iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .filter_map(|(k, v)| {
+                    let name = HeaderName::from_bytes(k.as_bytes()).ok()?;
+                    Some((name, HeaderValue::from_str(v).ok()?))
+                })
                 .collect()
         };
         HeaderOps {
-            set: lower(&ops.set),
-            add: lower(&ops.add),
-            remove: ops.remove.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            set: parsed(&ops.set),
+            add: parsed(&ops.add),
+            remove: ops
+                .remove
+                .iter()
+                .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+                .collect(),
         }
     }
 
@@ -157,6 +170,23 @@ impl HeaderOps {
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
     }
+}
+
+/// `[[name, value], ...]`, as the config dump shows header operations.
+fn pairs_as_text<S: Serializer>(
+    pairs: &[(HeaderName, HeaderValue)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(
+        pairs
+            .iter()
+            .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v.as_bytes()))),
+    )
+}
+
+/// `[name, ...]`.
+fn names_as_text<S: Serializer>(names: &[HeaderName], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(names.iter().map(HeaderName::as_str))
 }
 
 /// A redirect answer.
