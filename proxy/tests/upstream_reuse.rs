@@ -44,14 +44,14 @@ async fn upstream(after: After) -> (SocketAddr, Seen, mpsc::UnboundedReceiver<()
             let (log, closed) = (log.clone(), closed.clone());
             tokio::spawn(async move {
                 let mut stream = BufReader::new(stream);
-                let Some(line) = read_request(&mut stream).await else {
+                let Some(line) = read_message(&mut stream).await else {
                     return;
                 };
                 log.lock().unwrap().push((n, line));
                 let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
                 stream.get_mut().write_all(ok).await.unwrap();
                 if let After::ReadThenClose = after
-                    && let Some(line) = read_request(&mut stream).await
+                    && let Some(line) = read_message(&mut stream).await
                 {
                     log.lock().unwrap().push((n, line));
                 }
@@ -63,8 +63,8 @@ async fn upstream(after: After) -> (SocketAddr, Seen, mpsc::UnboundedReceiver<()
     (addr, seen, closes)
 }
 
-/// Reads one request (its head and a Content-Length body): its request line.
-async fn read_request(stream: &mut BufReader<TcpStream>) -> Option<String> {
+/// Reads one message (its head and a Content-Length body): its start line.
+async fn read_message(stream: &mut BufReader<TcpStream>) -> Option<String> {
     let mut first = String::new();
     stream.read_line(&mut first).await.ok().filter(|n| *n > 0)?;
     let mut length = 0;
@@ -95,23 +95,7 @@ async fn exchange(client: &mut BufReader<TcpStream>, method: &str, path: &str) -
     };
     let req = format!("{method} {path} HTTP/1.1\r\nhost: catalog\r\n{body}");
     client.get_mut().write_all(req.as_bytes()).await.unwrap();
-    let mut status = String::new();
-    client.read_line(&mut status).await.unwrap();
-    let mut length = 0;
-    loop {
-        let mut line = String::new();
-        client.read_line(&mut line).await.unwrap();
-        if line == "\r\n" {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0; length];
-    client.read_exact(&mut body).await.unwrap();
+    let status = read_message(client).await.expect("a response");
     status.split(' ').nth(1).unwrap().parse().unwrap()
 }
 

@@ -198,17 +198,23 @@ mod tests {
 
     use super::*;
 
-    fn entry(id: &str, host: &str) -> Entry {
+    /// A ServiceEntry `id` in namespace `shop` with this spec.
+    fn service_entry(id: &str, spec: serde_json::Value) -> Entry {
         Entry {
             id: id.into(),
             doc: json!({
                 "apiVersion": "networking.istio.io/v1",
                 "kind": "ServiceEntry",
                 "metadata": {"name": id, "namespace": "shop"},
-                "spec": {"hosts": [host], "ports": [{"number": 80, "name": "http"}], "resolution": "NONE"}
+                "spec": spec
             })
             .to_string(),
         }
+    }
+
+    fn entry(id: &str, host: &str) -> Entry {
+        let spec = json!({"hosts": [host], "ports": [{"number": 80, "name": "http"}], "resolution": "NONE"});
+        service_entry(id, spec)
     }
 
     fn update(version: u64, full: bool, upsert: Vec<Entry>, remove: &[&str]) -> Update {
@@ -262,21 +268,13 @@ mod tests {
     /// A ServiceEntry whose two endpoints have these labels.
     fn labelled(id: &str, labels: [&str; 2]) -> Entry {
         let endpoint = |ip: &str, version: &str| json!({"address": ip, "ports": {"http": 8080}, "labels": {"version": version}});
-        Entry {
-            id: id.into(),
-            doc: json!({
-                "apiVersion": "networking.istio.io/v1",
-                "kind": "ServiceEntry",
-                "metadata": {"name": id, "namespace": "shop"},
-                "spec": {
-                    "hosts": [format!("{id}.shop.svc.cluster.local")],
-                    "ports": [{"number": 80, "name": "http"}],
-                    "resolution": "STATIC",
-                    "endpoints": [endpoint("10.0.0.1", labels[0]), endpoint("10.0.0.2", labels[1])]
-                }
-            })
-            .to_string(),
-        }
+        let spec = json!({
+            "hosts": [format!("{id}.shop.svc.cluster.local")],
+            "ports": [{"number": 80, "name": "http"}],
+            "resolution": "STATIC",
+            "endpoints": [endpoint("10.0.0.1", labels[0]), endpoint("10.0.0.2", labels[1])]
+        });
+        service_entry(id, spec)
     }
 
     #[test]

@@ -210,16 +210,32 @@ impl ConnState {
         self.idle.notify_one();
     }
 
-    /// Closes it if idle and due: retired, or idle for the idle timeout.
+    /// Retires it once it has outlived its maximum duration; then closes it if idle and due:
+    /// retired, or idle for the idle timeout. True when it closed it.
     fn close_if_due(&self) -> bool {
+        if self
+            .policy
+            .max_duration
+            .is_some_and(|d| self.opened.elapsed() >= d)
+        {
+            self.retired.store(true, Ordering::Release);
+        }
         let idle_for = self.opened.elapsed().saturating_sub(Duration::from_millis(
             self.idle_since.load(Ordering::Acquire),
         ));
         let due = self.is_retired() || idle_for >= self.policy.idle_timeout;
-        due && self
-            .active
-            .compare_exchange(0, CLOSED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        let closed = due
+            && self
+                .active
+                .compare_exchange(0, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+        if closed {
+            tracing::debug!(
+                served = self.served.load(Ordering::Relaxed),
+                "closing upstream connection"
+            );
+        }
+        closed
     }
 
     /// When the driver should look again, besides when the connection
@@ -270,18 +286,7 @@ where
             () = idle => {}
             () = due => {}
         }
-        if state
-            .policy
-            .max_duration
-            .is_some_and(|d| state.opened.elapsed() >= d)
-        {
-            state.retired.store(true, Ordering::Release);
-        }
         if state.close_if_due() {
-            tracing::debug!(
-                served = state.served.load(Ordering::Relaxed),
-                "closing upstream connection"
-            );
             break;
         }
     }
@@ -320,18 +325,7 @@ pub async fn keep(state: Arc<ConnState>) {
         if state.is_closed() {
             return;
         }
-        if state
-            .policy
-            .max_duration
-            .is_some_and(|d| state.opened.elapsed() >= d)
-        {
-            state.retired.store(true, Ordering::Release);
-        }
         if state.close_if_due() {
-            tracing::debug!(
-                served = state.served.load(Ordering::Relaxed),
-                "closing upstream connection"
-            );
             state.slot.forget(&state);
             return;
         }
