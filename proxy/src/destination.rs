@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_api::istio::service_entry::Labels;
 use sluice_api::istio::service_entry::Resolution;
 use sluice_api::model::policy::{LoadBalancer, Outlier, Settings};
 use sluice_api::model::routes::{SubsetRef, Target};
@@ -38,8 +39,9 @@ pub struct Destination<'s> {
 pub struct Endpoint {
     /// Where to connect.
     pub addr: SocketAddr,
-    /// Its `version` label, for metrics.
-    pub version: Option<String>,
+    /// Its labels (the registry's shared map: no copy per request), for the `version`
+    /// label of metrics; none for an address the registry does not list.
+    pub labels: Option<Labels>,
     /// Counts the request as outstanding while held.
     pub outstanding: Option<Outstanding>,
 }
@@ -111,7 +113,7 @@ impl Destination<'_> {
     ) -> Result<Endpoint, ProxyError> {
         let original = Endpoint {
             addr: dst,
-            version: None,
+            labels: None,
             outstanding: None,
         };
         if passes_through(self.service) {
@@ -176,8 +178,8 @@ impl Destination<'_> {
         }
     }
 
-    /// The original destination of a passthrough service, with the `version` label of the
-    /// endpoint at that address when one is listed (a headless Service's Pod).
+    /// The original destination of a passthrough service, with the labels of the endpoint at
+    /// that address when one is listed (a headless Service's Pod).
     fn original(&self, dst: SocketAddr) -> Endpoint {
         let listed = self.service.endpoints.iter().find(|e| match e.address {
             EndpointAddress::Ip(ip) => ip == dst.ip(),
@@ -185,7 +187,7 @@ impl Destination<'_> {
         });
         Endpoint {
             addr: dst,
-            version: listed.and_then(|e| e.labels.get("version").cloned()),
+            labels: listed.map(|e| e.labels.clone()),
             outstanding: None,
         }
     }
@@ -248,7 +250,7 @@ impl Destination<'_> {
         };
         Ok(Endpoint {
             addr: SocketAddr::new(ip, port),
-            version: endpoint.labels.get("version").cloned(),
+            labels: Some(endpoint.labels.clone()),
             outstanding: Some(outstanding),
         })
     }

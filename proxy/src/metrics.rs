@@ -13,6 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
+use sluice_api::istio::service_entry::Labels;
 
 use crate::Identity;
 use crate::cluster::{Cluster, ClusterName, Limit};
@@ -644,8 +645,9 @@ impl RequestSeries {
 pub struct RequestRecord {
     /// The series of its destination.
     pub series: Arc<RequestSeries>,
-    /// The `version` label of the endpoint that answered, when it has one (else the series').
-    pub version: Option<String>,
+    /// The labels of the endpoint that answered: its `version` label, when it has one, is
+    /// the `destination_version` (else the series').
+    pub endpoint_labels: Option<Labels>,
     /// The status code sent to the client.
     pub response_code: u16,
     /// What only the access log shows; `None` when it is off, so that
@@ -658,7 +660,7 @@ impl RequestRecord {
     pub fn new(series: Arc<RequestSeries>, access: Option<Box<AccessDetails>>) -> RequestRecord {
         RequestRecord {
             series,
-            version: None,
+            endpoint_labels: None,
             response_code: 0,
             access,
         }
@@ -666,9 +668,10 @@ impl RequestRecord {
 
     /// The `destination_version` label.
     pub fn version(&self) -> &str {
-        self.version
-            .as_deref()
-            .unwrap_or(&self.series.labels.destination_version)
+        self.endpoint_labels
+            .as_ref()
+            .and_then(|labels| labels.get("version"))
+            .map_or(&self.series.labels.destination_version, String::as_str)
     }
 
     /// Notes the route that matched, for the access log.
@@ -845,7 +848,7 @@ mod tests {
             "",
         );
         let mut record = RequestRecord::new(series.clone(), None);
-        record.version = Some("v1".into());
+        record.endpoint_labels = Some(Arc::new([("version".into(), "v1".into())].into()));
         record.response_code = 200;
         m.request(&record, Duration::from_millis(3));
         // The second time the series holds the handle: the same counter, no new label set.

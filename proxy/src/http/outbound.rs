@@ -283,7 +283,7 @@ impl Outbound {
         {
             Ok((resp, endpoint)) => {
                 record.set_upstream(endpoint.addr);
-                record.version = endpoint.version;
+                record.endpoint_labels = endpoint.labels;
                 let mut resp = forward::response(resp, parts.version, head.client_upgrade);
                 if let Some(cookie) = session {
                     resp.headers_mut().append(SET_COOKIE, cookie.set_cookie);
