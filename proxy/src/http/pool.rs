@@ -279,9 +279,8 @@ impl Pool {
         slot.open.fetch_add(1, Ordering::AcqRel);
         match to.version {
             Version::Http1 => {
-                let state = ConnState::own(to.cluster.connection, slot.clone());
-                tokio::spawn(conn::keep(state.clone()));
-                let conn = h1::Conn::new(Stream::Plain(stream), state, Some(permit));
+                let conn =
+                    h1::Conn::open(Stream::Plain(stream), to.cluster.connection, &slot, permit);
                 slot.lock().own.push(conn);
             }
             Version::Http2 => match handshake_h2(Stream::Plain(stream)).await {
@@ -355,11 +354,10 @@ impl Pool {
             source: source.into(),
         };
         if kind == Kind::Own {
-            let state = ConnState::own(to.cluster.connection, slot.clone());
-            tokio::spawn(conn::keep(state.clone()));
-            state.claim(true);
-            let held = Held::claimed(state.clone());
-            return Ok(Taken::Own(h1::Conn::new(stream, state, Some(permit)), held));
+            let conn = h1::Conn::open(stream, to.cluster.connection, slot, permit);
+            conn.state().claim(true);
+            let held = Held::claimed(conn.state().clone());
+            return Ok(Taken::Own(conn, held));
         }
         let state = ConnState::new(to.cluster.connection, slot.clone());
         match to.version {
@@ -517,30 +515,28 @@ impl Drop for Opening<'_> {
 
 /// A free pooled connection of `slot`, taken for one request.
 fn take(slot: &Slot, kind: Kind) -> Option<Taken> {
-    if kind == Kind::Own {
-        return take_own(slot);
-    }
-    let mut conns = slot.lock();
     match kind {
-        Kind::Own => None,
-        Kind::H1 => {
-            // Most recently used first: it is warm, and the others can idle out.
-            // Closed connections met on the way are dropped.
-            let mut i = conns.h1.len();
-            while i > 0 {
-                i -= 1;
-                let (sender, state) = &conns.h1[i];
-                if sender.is_closed() || state.is_closed() {
-                    conns.h1.swap_remove(i);
-                } else if state.claim(true) {
-                    let (sender, state) = conns.h1.swap_remove(i);
-                    return Some(Taken::H1(sender, Held::claimed(state)));
-                }
-            }
-            None
-        }
-        Kind::H2 => take_h2(&mut conns, |sender| (sender.streams)()),
+        Kind::Own => take_own(slot),
+        Kind::H1 => take_h1(&mut slot.lock()),
+        Kind::H2 => take_h2(&mut slot.lock(), |sender| (sender.streams)()),
     }
+}
+
+/// The most recently used of hyper's idle HTTP/1.1 connections (it is warm, and the others
+/// can idle out); closed ones met on the way are dropped.
+fn take_h1(conns: &mut Conns) -> Option<Taken> {
+    let mut i = conns.h1.len();
+    while i > 0 {
+        i -= 1;
+        let (sender, state) = &conns.h1[i];
+        if sender.is_closed() || state.is_closed() {
+            conns.h1.swap_remove(i);
+        } else if state.claim(true) {
+            let (sender, state) = conns.h1.swap_remove(i);
+            return Some(Taken::H1(sender, Held::claimed(state)));
+        }
+    }
+    None
 }
 
 /// The most recently used of the proxy's own idle connections of `slot` that the server has

@@ -25,8 +25,8 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 pub use self::body::Receiving;
 use self::write::Sending;
-use super::conn::ConnState;
-use crate::cluster::Permit;
+use super::conn::{self, ConnState, Slot};
+use crate::cluster::{ConnectionPolicy, Permit};
 use crate::http::{Body, BoxError, retry};
 use crate::tls::Stream;
 
@@ -73,6 +73,19 @@ impl Conn {
             state,
             _permit: permit,
         })
+    }
+
+    /// A connection opened now over `io` in `slot`, counted by `permit`, with its keeper
+    /// ([`conn::keep`]) started.
+    pub fn open(
+        io: Stream,
+        policy: ConnectionPolicy,
+        slot: &Arc<Slot>,
+        permit: Permit,
+    ) -> Box<Conn> {
+        let state = ConnState::own(policy, slot.clone());
+        tokio::spawn(conn::keep(state.clone()));
+        Conn::new(io, state, Some(permit))
     }
 
     /// What the connection's users and its keeper share.

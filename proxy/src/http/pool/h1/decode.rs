@@ -195,7 +195,17 @@ pub fn framing(
             Framing::Close
         });
     }
-    let mut length: Option<u64> = None;
+    Ok(match content_length(headers)? {
+        Some(0) => Framing::Empty,
+        Some(n) => Framing::Length(n),
+        None => Framing::Close,
+    })
+}
+
+/// The Content-Length of `headers`, none when there is none; an error unless every value
+/// (and every comma-separated item of one) is the same valid number.
+pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Error> {
+    let mut length = None;
     for value in headers.get_all(CONTENT_LENGTH) {
         for item in value.as_bytes().split(|b| *b == b',') {
             let n = parse_length(item.trim_ascii()).ok_or(Error::ContentLength)?;
@@ -205,11 +215,7 @@ pub fn framing(
             length = Some(n);
         }
     }
-    Ok(match length {
-        Some(0) => Framing::Empty,
-        Some(n) => Framing::Length(n),
-        None => Framing::Close,
-    })
+    Ok(length)
 }
 
 /// Decimal digits only (no sign, no spaces), without overflow.

@@ -12,6 +12,8 @@ use http::header::{
 };
 use http::{Method, request};
 
+use super::decode;
+
 /// What the request body is known to be before it is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Known {
@@ -46,7 +48,8 @@ pub fn head(parts: &request::Parts, known: Known, dst: &mut Vec<u8>) -> Framing 
         let _ = write!(dst, "{uri}");
     }
     dst.extend_from_slice(b" HTTP/1.1\r\n");
-    let declared = content_length(&parts.headers);
+    // A request's own Content-Length counts when it is valid (hyper's client likewise).
+    let declared = decode::content_length(&parts.headers).ok().flatten();
     let framing = match (known, declared) {
         (Known::Empty, _) => Framing::Length(0),
         (_, Some(n)) => Framing::Length(n),
@@ -82,25 +85,6 @@ pub fn head(parts: &request::Parts, known: Known, dst: &mut Vec<u8>) -> Framing 
     }
     dst.extend_from_slice(b"\r\n");
     framing
-}
-
-/// The Content-Length of `headers` when every value is the same valid number.
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let mut length = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for item in value.as_bytes().split(|b| *b == b',') {
-            let item = item.trim_ascii();
-            if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
-                return None;
-            }
-            let n = item.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-            if length.is_some_and(|l| l != n) {
-                return None;
-            }
-            length = Some(n);
-        }
-    }
-    length
 }
 
 /// The trailer fields a `Trailer` header announces, as hyper's client sends them.
